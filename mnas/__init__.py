@@ -1,0 +1,2 @@
+"""mnas: hardware-aware neural architecture search (MnasNet reproduction)."""
+__version__ = "0.1.0"

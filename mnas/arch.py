@@ -1,0 +1,248 @@
+"""The architecture format: a stem, a list of blocks, a head.
+
+An :class:`Architecture` is immutable and hashable, so it can be a dict key (the search
+caches evaluated architectures by it), and it round-trips through JSON and timm block
+strings. Validation errors name the offending field, e.g. ``blocks.2.kernel``.
+
+Semantics of one block (``layers`` identical layers; the first one carries the block's
+``stride`` and changes the channel count to ``filters``, the others use stride 1 and keep
+the channels):
+
+* ``op``: ``conv`` (regular kxk conv + BN + ReLU), ``sepconv`` (depthwise kxk + BN + ReLU,
+  then a linear 1x1 projection + BN), ``mbconv3`` / ``mbconv6`` (inverted residual with
+  expansion 3 or 6: 1x1 expand + BN + ReLU, depthwise kxk + BN + ReLU, linear 1x1 + BN).
+* ``se``: squeeze-and-excitation ratio; reduced channels = max(1, int(layer input
+  channels x se)), as in the TF reference.
+* ``skip``:
+
+  - ``none``: no shortcut.
+  - ``identity``: ``x + f(x)`` on every layer whose stride is 1 and whose input and output
+    channels are equal. The first layer of a block that changes resolution or channels
+    has no shortcut (as in MobileNetV2 and the TF MnasNet code).
+  - ``pool``: every layer gets a shortcut, including the first: the input goes through a
+    3x3 average pool with the layer's stride (padding 1) and, only when the channel count
+    changes, a 1x1 conv + BN to the new width; the result is added to ``f(x)``.
+
+* ``layers = 0``: the block is absent; the next block receives this block's input.
+  Allowed only for stride-1 blocks, so that the network's resolution schedule stays intact
+  (in the MobileNetV2-based space only blocks 1 and 7, both stride 1, can reach 0 layers).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mnas.errors import ArchitectureError
+
+Op = Literal["conv", "sepconv", "mbconv3", "mbconv6"]
+Skip = Literal["none", "identity", "pool"]
+Act = Literal["relu", "relu6"]
+
+OPS: tuple[str, ...] = ("conv", "sepconv", "mbconv3", "mbconv6")
+KERNELS: tuple[int, ...] = (3, 5)
+SE_RATIOS: tuple[float, ...] = (0.0, 0.25)
+SKIPS: tuple[str, ...] = ("none", "identity", "pool")
+
+EXPANSION = {"conv": 1, "sepconv": 1, "mbconv3": 3, "mbconv6": 6}
+
+
+class BlockSpec(BaseModel):
+    """One block: ``layers`` identical layers sharing op, kernel, SE, skip and filters."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    op: Op
+    kernel: Literal[3, 5]
+    se: float = 0.0
+    skip: Skip = "identity"
+    filters: int = Field(ge=1, le=4096)
+    layers: int = Field(ge=0, le=16)
+    stride: Literal[1, 2] = 1
+
+    @field_validator("se")
+    @classmethod
+    def _se_in_space(cls, value: float) -> float:
+        if float(value) not in SE_RATIOS:
+            raise ValueError(f"must be one of {', '.join(map(str, SE_RATIOS))}")
+        return float(value)
+
+    @model_validator(mode="after")
+    def _empty_block_keeps_resolution(self) -> "BlockSpec":
+        if self.layers == 0 and self.stride != 1:
+            raise ValueError("a block with 0 layers must have stride 1 (it would drop a downsampling step)")
+        return self
+
+    @property
+    def expansion(self) -> int:
+        return EXPANSION[self.op]
+
+
+class Architecture(BaseModel):
+    """A whole network: stem width, blocks, head width and activation."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stem: int = Field(default=32, ge=1, le=1024)
+    blocks: tuple[BlockSpec, ...] = Field(min_length=1, max_length=32)
+    head: int = Field(default=1280, ge=1, le=8192)
+    act: Act = "relu"
+
+    # ----- JSON -------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Architecture":
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ArchitectureError(_describe(exc)) from None
+
+    @classmethod
+    def from_json(cls, text: str) -> "Architecture":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ArchitectureError(f"architecture JSON is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ArchitectureError("architecture JSON must be an object with 'blocks'")
+        return cls.from_dict(data)
+
+    # ----- timm block strings -----------------------------------------------------------
+    def to_timm(self) -> list[str]:
+        """One timm block string per non-empty block (``poolskip`` is an mnas extension)."""
+        return [block_to_timm(b) for b in self.blocks if b.layers > 0]
+
+    @classmethod
+    def from_timm(cls, strings: list[str] | str, stem: int = 32, head: int = 1280, act: str = "relu") -> "Architecture":
+        if isinstance(strings, str):
+            strings = [s for s in re.split(r"[,\s]+", strings) if s]
+        if not strings:
+            raise ArchitectureError("no timm block strings given")
+        blocks, acts = [], set()
+        for i, text in enumerate(strings):
+            block, block_act = block_from_timm(text, where=f"block string {i + 1} ({text!r})")
+            blocks.append(block)
+            if block_act:
+                acts.add(block_act)
+        if len(acts) > 1:
+            raise ArchitectureError(f"block strings mix activations {sorted(acts)}; mnas uses one per network")
+        return cls.from_dict({"stem": stem, "head": head, "act": acts.pop() if acts else act, "blocks": [b for b in blocks]})
+
+    def summary(self) -> str:
+        return ", ".join(self.to_timm())
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    errors = exc.errors()
+    if any(e["type"] != "too_short" for e in errors):  # a bad block also empties the tuple; report only the cause
+        errors = [e for e in errors if e["type"] != "too_short"]
+    for err in errors:
+        loc = ".".join(str(p) for p in err["loc"]) or "architecture"
+        msg = err["msg"].removeprefix("Value error, ")
+        got = err.get("input")
+        shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+        parts.append(f"{loc}: {msg}{shown}")
+    return "invalid architecture: " + "; ".join(parts)
+
+
+_TIMM_TYPES = {"cn": "conv", "ds": "sepconv", "ir": "mbconv"}
+_TIMM_ACTS = {"re": "relu", "r6": "relu6"}
+
+
+def block_to_timm(block: BlockSpec) -> str:
+    kind = {"conv": "cn", "sepconv": "ds"}.get(block.op, "ir")
+    parts = [kind, f"r{block.layers}", f"k{block.kernel}", f"s{block.stride}"]
+    if kind == "ir":
+        parts.append(f"e{block.expansion}")
+    parts.append(f"c{block.filters}")
+    if block.se:
+        parts.append(f"se{block.se:g}")
+    if block.skip == "none":
+        parts.append("noskip")
+    elif block.skip == "pool":
+        parts.append("poolskip")
+    return "_".join(parts)
+
+
+def block_from_timm(text: str, where: str = "block string") -> tuple[dict, str | None]:
+    """Parse one timm block string into BlockSpec fields (and its activation, if it names one)."""
+    tokens = text.strip().split("_")
+    kind = tokens[0]
+    if kind not in _TIMM_TYPES:
+        raise ArchitectureError(f"{where}: block type {kind!r} is not supported (use cn, ds or ir)")
+    fields: dict = {"skip": "identity", "stride": 1, "layers": 1}
+    expansion, act = 1, None
+    for tok in tokens[1:]:
+        if tok == "noskip":
+            fields["skip"] = "none"
+        elif tok == "skip":
+            fields["skip"] = "identity"
+        elif tok == "poolskip":
+            fields["skip"] = "pool"
+        elif tok.startswith("se"):
+            fields["se"] = _number(tok[2:], "se", where, float)
+        elif tok.startswith("n") and tok[1:] in _TIMM_ACTS:
+            act = _TIMM_ACTS[tok[1:]]
+        elif tok[:1] in ("r", "k", "s", "e", "c"):
+            key = {"r": "layers", "k": "kernel", "s": "stride", "e": "expansion", "c": "filters"}[tok[0]]
+            value = _number(tok[1:], key, where, int)
+            if key == "stride" and value >= 10:  # TF style s22 / s11
+                value = value % 10
+            if key == "expansion":
+                expansion = value
+            else:
+                fields[key] = value
+        else:
+            raise ArchitectureError(f"{where}: unknown option {tok!r}")
+    if "filters" not in fields:
+        raise ArchitectureError(f"{where}: missing output channels (c<N>)")
+    if "kernel" not in fields:
+        raise ArchitectureError(f"{where}: missing kernel size (k<N>)")
+    if kind == "ir":
+        if expansion not in (3, 6):
+            raise ArchitectureError(f"{where}: expansion e{expansion} is not in the space (ir blocks use e3 or e6)")
+        fields["op"] = f"mbconv{expansion}"
+    else:
+        if expansion != 1:
+            raise ArchitectureError(f"{where}: {kind} blocks have expansion 1 (got e{expansion})")
+        fields["op"] = _TIMM_TYPES[kind]
+    return fields, act
+
+
+def _number(text: str, name: str, where: str, kind):
+    try:
+        return kind(text)
+    except ValueError:
+        raise ArchitectureError(f"{where}: {name} value {text!r} is not a number") from None
+
+
+def load_architecture(ref: str | Path) -> Architecture:
+    """Resolve a preset name, a JSON file path, or comma-separated timm block strings."""
+    from mnas.presets import PRESETS
+
+    text = str(ref).strip()
+    if text in PRESETS:
+        return PRESETS[text]
+    path = Path(text)
+    if text.endswith(".json") or path.is_file():
+        if not path.is_file():
+            raise ArchitectureError(f"architecture file not found: {path}")
+        return Architecture.from_json(path.read_text())
+    if text.startswith("{"):
+        return Architecture.from_json(text)
+    if re.match(r"^(cn|ds|ir)_", text):
+        return Architecture.from_timm(text)
+    raise ArchitectureError(
+        f"cannot read architecture {text!r}: not a preset ({', '.join(PRESETS)}), "
+        "not a JSON file, and not timm block strings like 'ds_r1_k3_s1_c16,ir_r2_k3_s2_e6_c24'"
+    )

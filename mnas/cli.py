@@ -1,0 +1,191 @@
+"""The ``mnas`` command line. Every user error ends in one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mnas.errors import MnasError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hardware-aware neural architecture search (MnasNet).")
+arch_app = typer.Typer(no_args_is_help=True, help="Inspect architectures.")
+space_app = typer.Typer(no_args_is_help=True, help="Inspect and sample the search space.")
+app.add_typer(arch_app, name="arch")
+app.add_typer(space_app, name="space")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def user_errors(fn):
+    """Turn MnasError (and pydantic validation errors) into one clear line and exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from pydantic import ValidationError
+
+        try:
+            return fn(*args, **kwargs)
+        except MnasError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            err_console.print(f"[bold red]error:[/] {where}: {first['msg']}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2)
+
+    return wrapper
+
+
+def _print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+# ----- arch -------------------------------------------------------------------------------
+@arch_app.command("info")
+@user_errors
+def arch_info_cmd(
+    arch: str = typer.Argument(..., help="preset name, architecture JSON file, or comma-separated timm block strings"),
+    resolution: int = typer.Option(224, help="input resolution in pixels"),
+    width_mult: float = typer.Option(1.0, help="width multiplier (TF round_filters, divisor 8; head kept)"),
+    num_classes: int = typer.Option(1000, help="classifier outputs"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+):
+    """Parameters, multiply-adds (fvcore) and timm block strings of an architecture."""
+    from mnas.arch import load_architecture
+    from mnas.costs import arch_info
+
+    if resolution < 8:
+        raise MnasError(f"--resolution must be at least 8 pixels (got {resolution})")
+    if not 0 < width_mult <= 8:
+        raise MnasError(f"--width-mult must be in (0, 8] (got {width_mult})")
+    if num_classes < 1:
+        raise MnasError(f"--num-classes must be at least 1 (got {num_classes})")
+    info = arch_info(load_architecture(arch), resolution, width_mult, num_classes)
+    if as_json:
+        _print_json(info)
+        return
+    table = Table(title=arch, show_header=False)
+    table.add_row("params", f"{info['params']:,}")
+    table.add_row("MACs (conv + linear)", f"{info['macs'] / 1e6:.1f} M")
+    table.add_row("fvcore total (incl. BN)", f"{info['fvcore_total'] / 1e6:.1f} M")
+    table.add_row("input", f"{resolution} px, width x{width_mult:g}, {num_classes} classes")
+    for i, block in enumerate(info["blocks"], 1):
+        table.add_row(f"block {i}", block)
+    console.print(table)
+
+
+# ----- space ------------------------------------------------------------------------------
+@space_app.command("info")
+@user_errors
+def space_info_cmd(as_json: bool = typer.Option(False, "--json", help="print JSON")):
+    """Size and token layout of the MnasNet search space."""
+    from mnas.space import SearchSpace
+
+    info = SearchSpace().info()
+    if as_json:
+        _print_json(info)
+        return
+    console.print(f"base: {info['base']}")
+    console.print(f"{info['num_blocks']} blocks x {info['choices_per_block']} choices per block = 10^{info['size_log10']:.2f} architectures")
+    console.print(f"{info['num_tokens']} tokens: " + ", ".join(sorted({t['name'] for t in info['tokens']})))
+
+
+@space_app.command("sample")
+@user_errors
+def space_sample_cmd(
+    seed: int = typer.Option(0, help="random seed"),
+    as_json: bool = typer.Option(False, "--json", help="print the architecture JSON"),
+):
+    """Draw a random architecture from the search space."""
+    from mnas.space import SearchSpace
+
+    arch = SearchSpace().sample(seed)
+    if as_json:
+        _print_json(arch.to_dict())
+    else:
+        console.print("\n".join(arch.to_timm()))
+
+
+# ----- export -----------------------------------------------------------------------------
+@app.command("export")
+@user_errors
+def export_cmd(
+    arch: str = typer.Argument(..., help="preset, architecture JSON file, or timm block strings"),
+    fmt: str = typer.Option("onnx", "--format", help="onnx or tflite"),
+    out: Path = typer.Option(..., "--out", help="output file"),
+    resolution: int = typer.Option(224, help="input resolution"),
+    num_classes: int = typer.Option(1000, help="classifier outputs"),
+    width_mult: float = typer.Option(1.0, help="width multiplier"),
+    checkpoint: Optional[Path] = typer.Option(None, help="checkpoint.pt from `mnas train` (trained weights)"),
+):
+    """Export an architecture (fresh weights, or trained ones from --checkpoint) to ONNX or TFLite."""
+    from mnas.arch import load_architecture
+    from mnas.export import export_architecture, export_model
+
+    if checkpoint is not None:
+        from mnas.train import load_checkpoint
+
+        if not checkpoint.is_file():
+            raise MnasError(f"checkpoint not found: {checkpoint}")
+        path = export_model(load_checkpoint(checkpoint), out, fmt, resolution)
+    else:
+        path = export_architecture(load_architecture(arch), out, fmt, resolution, num_classes, width_mult)
+    console.print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+
+
+# ----- train ------------------------------------------------------------------------------
+@app.command("train")
+@user_errors
+def train_cmd(
+    arch: str = typer.Argument(..., help="preset, architecture JSON file, or timm block strings"),
+    data: str = typer.Option(..., help="digits | npz:DIR | imagefolder:DIR"),
+    epochs: int = typer.Option(5, min=1),
+    resolution: int = typer.Option(32),
+    batch_size: int = typer.Option(128, min=1),
+    lr: Optional[float] = typer.Option(None, help="peak learning rate (default 0.2 x batch/256)"),
+    label_smoothing: float = typer.Option(0.0),
+    width_mult: float = typer.Option(1.0),
+    limit: Optional[int] = typer.Option(None, help="train on a stratified subset of this many images"),
+    stage1: bool = typer.Option(False, help="train on the 90% search split and evaluate on the 10% held out"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
+    seed: int = typer.Option(0),
+    out: Path = typer.Option(Path("runs/train"), help="folder for checkpoint.pt and metrics.json"),
+):
+    """Train one architecture (stage-2 full training) and write a checkpoint and metrics."""
+    from mnas.arch import load_architecture
+    from mnas.data import load_dataset, stratified_split
+    from mnas.train import TrainConfig, train_model
+
+    architecture = load_architecture(arch)
+    cfg = TrainConfig(
+        epochs=epochs, batch_size=batch_size, resolution=resolution, lr=lr, label_smoothing=label_smoothing,
+        width_mult=width_mult, device=device, seed=seed,
+    )
+    dataset = load_dataset(data)
+    train_src, eval_src = dataset.stage1(seed) if stage1 else dataset.stage2()
+    if limit is not None and limit < len(train_src):
+        keep, _ = stratified_split(train_src.labels, 1 - limit / len(train_src), seed)
+        train_src = train_src.subset(keep)
+    console.print(f"training {architecture.summary()} on {len(train_src):,} images of {data}, evaluating on {len(eval_src):,}")
+    metrics = train_model(architecture, train_src, eval_src, dataset.num_classes, cfg, out_dir=out, progress=True)
+    console.print(
+        f"top-1 {metrics['top1']:.4f}  loss {metrics['eval_loss']:.4f}  "
+        f"{metrics['images_per_s']:.0f} img/s  {metrics['train_seconds']:.1f} s on {metrics['device']}  -> {out}"
+    )
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,266 @@
+"""Datasets from a spec string, the stage-1 90/10 split, and batch preparation.
+
+Specs:
+  ``digits``            scikit-learn's bundled 8x8 digits (1,797 images), upscaled at batch
+                        time; a fixed, class-stratified 80/20 train/test split (seed 0).
+  ``npz:DIR``           ``DIR/train*.npz`` and ``DIR/test.npz``, each with uint8 NHWC ``x``
+                        (RGB or grey) and integer ``y`` (e.g. CIFAR-10 as npz).
+  ``imagefolder:DIR``   ``DIR/train/<class>/*.jpg`` and ``DIR/val/<class>/*.jpg``.
+
+Images stay uint8 until a batch is prepared on the training device, where they are
+resized, augmented (random crop with padding, horizontal flip) and normalised.
+Stage 1 (search) trains on 90% of the training data and validates on the other 10%,
+split per class with a fixed seed; stage 2 trains on all of it and tests on the test split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mnas.errors import DataError
+
+MEAN = torch.tensor([0.485, 0.456, 0.406]) * 255
+STD = torch.tensor([0.229, 0.224, 0.225]) * 255
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+@dataclass
+class ArraySource:
+    """Images held in memory as uint8 NHWC with 3 channels."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.y
+
+    def subset(self, indices: np.ndarray) -> "ArraySource":
+        return ArraySource(self.x[indices], self.y[indices])
+
+    def batches(self, batch_size: int, shuffle: bool, seed: int, resolution: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = np.random.default_rng(seed).permutation(len(self)) if shuffle else np.arange(len(self))
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            yield torch.from_numpy(self.x[idx]), torch.from_numpy(self.y[idx])
+
+
+@dataclass
+class FolderSource:
+    """Image files decoded on demand (datasets too large to hold in memory)."""
+
+    paths: list[Path]
+    y: np.ndarray
+    workers: int = 2
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.y
+
+    def subset(self, indices: np.ndarray) -> "FolderSource":
+        return FolderSource([self.paths[i] for i in indices], self.y[indices], self.workers)
+
+    def batches(self, batch_size: int, shuffle: bool, seed: int, resolution: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        dataset = _DecodedImages(self.paths, self.y, resolution)
+        gen = torch.Generator().manual_seed(seed)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, shuffle=shuffle, generator=gen, num_workers=self.workers
+        )
+        yield from loader
+
+
+class _DecodedImages(torch.utils.data.Dataset):
+    """Decode, resize the short side and centre-crop to a square uint8 HWC tensor."""
+
+    def __init__(self, paths: list[Path], y: np.ndarray, size: int):
+        self.paths, self.y, self.size = paths, y, size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        with Image.open(self.paths[i]) as img:
+            img = img.convert("RGB")
+            scale = self.size / min(img.size)
+            img = img.resize((max(self.size, round(img.width * scale)), max(self.size, round(img.height * scale))))
+            left, top = (img.width - self.size) // 2, (img.height - self.size) // 2
+            img = img.crop((left, top, left + self.size, top + self.size))
+            return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()), int(self.y[i])
+
+
+@dataclass
+class Dataset:
+    spec: str
+    train: ArraySource | FolderSource
+    test: ArraySource | FolderSource
+    num_classes: int
+    classes: list[str]
+
+    def stage1(self, seed: int = 0, val_fraction: float = 0.1):
+        """(search train, search validation): a class-stratified split of the training data."""
+        train_idx, val_idx = stratified_split(self.train.labels, val_fraction, seed)
+        return self.train.subset(train_idx), self.train.subset(val_idx)
+
+    def stage2(self):
+        """(all training data, the real test/val split)."""
+        return self.train, self.test
+
+
+def stratified_split(labels: np.ndarray, val_fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split that keeps each class's share in both parts; returns sorted indices."""
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < val_fraction < 1:
+        raise DataError(f"validation fraction must be in (0, 1) (got {val_fraction})")
+    indices = np.arange(len(labels))
+    try:
+        train_idx, val_idx = train_test_split(indices, test_size=val_fraction, random_state=seed, stratify=labels)
+    except ValueError as exc:
+        raise DataError(f"cannot make a stratified {1 - val_fraction:.0%}/{val_fraction:.0%} split: {exc}") from None
+    return np.sort(train_idx), np.sort(val_idx)
+
+
+# ----- loading ----------------------------------------------------------------------------
+def load_dataset(spec: str) -> Dataset:
+    kind, _, arg = spec.partition(":")
+    if kind == "digits" and not arg:
+        return _load_digits()
+    if kind == "npz" and arg:
+        return _load_npz(Path(arg).expanduser())
+    if kind == "imagefolder" and arg:
+        return _load_imagefolder(Path(arg).expanduser())
+    raise DataError(f"unknown data spec {spec!r}; use 'digits', 'npz:DIR' or 'imagefolder:DIR'")
+
+
+def _load_digits() -> Dataset:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = np.repeat((digits.images * (255 / 16)).round().astype(np.uint8)[..., None], 3, axis=3)
+    y = digits.target.astype(np.int64)
+    train_idx, test_idx = stratified_split(y, 0.2, seed=0)
+    return Dataset("digits", ArraySource(x[train_idx], y[train_idx]), ArraySource(x[test_idx], y[test_idx]), 10, [str(i) for i in range(10)])
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = {"x", "y"} - set(f.files)
+            if missing:
+                raise DataError(f"{path}: missing array(s) {sorted(missing)} (need uint8 NHWC 'x' and integer 'y')")
+            x, y = f["x"], f["y"]
+            classes = [str(c) for c in f["classes"]] if "classes" in f.files else None
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise DataError(f"{path}: 'x' must be uint8 with shape (N, H, W, 3) or (N, H, W, 1), got {x.dtype} {x.shape}")
+    if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{path}: 'y' must be integers, one per image (got {y.dtype} {y.shape} for {len(x)} images)")
+    if len(y) and y.min() < 0:
+        raise DataError(f"{path}: labels must be >= 0 (found {y.min()})")
+    if x.shape[-1] == 1:
+        x = np.repeat(x, 3, axis=3)
+    return x, y.astype(np.int64), classes
+
+
+def _load_npz(root: Path) -> Dataset:
+    if not root.is_dir():
+        raise DataError(f"npz data folder not found: {root}")
+    train_files = sorted(root.glob("train*.npz"))
+    if not train_files:
+        raise DataError(f"{root}: no train*.npz files")
+    if not (root / "test.npz").is_file():
+        raise DataError(f"{root}: no test.npz file")
+    parts = [_read_npz(p) for p in train_files]
+    if len({p[0].shape[1:] for p in parts}) > 1:
+        raise DataError(f"{root}: train files have different image shapes")
+    x = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    tx, ty, classes = _read_npz(root / "test.npz")
+    num_classes = int(max(y.max(), ty.max())) + 1
+    classes = classes or parts[0][2] or [str(i) for i in range(num_classes)]
+    return Dataset(f"npz:{root}", ArraySource(x, y), ArraySource(tx, ty), max(num_classes, len(classes)), classes)
+
+
+def _scan_folder(split_dir: Path, classes: list[str] | None) -> tuple[list[Path], np.ndarray, list[str]]:
+    if not split_dir.is_dir():
+        raise DataError(f"image folder not found: {split_dir}")
+    found = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
+    if not found:
+        raise DataError(f"{split_dir}: no class folders")
+    classes = classes or found
+    unknown = set(found) - set(classes)
+    if unknown:
+        raise DataError(f"{split_dir}: class folders not in train/: {sorted(unknown)}")
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+        for p in sorted((split_dir / name).glob("*")) if (split_dir / name).is_dir() else []:
+            if p.suffix.lower() in IMAGE_SUFFIXES:
+                paths.append(p)
+                labels.append(label)
+    if not paths:
+        raise DataError(f"{split_dir}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return paths, np.array(labels, dtype=np.int64), classes
+
+
+def _load_imagefolder(root: Path) -> Dataset:
+    train_paths, train_y, classes = _scan_folder(root / "train", None)
+    val_paths, val_y, _ = _scan_folder(root / "val", classes)
+    return Dataset(f"imagefolder:{root}", FolderSource(train_paths, train_y), FolderSource(val_paths, val_y), len(classes), classes)
+
+
+# ----- batches on the device --------------------------------------------------------------
+def prepare_batch(
+    x: torch.Tensor,
+    resolution: int,
+    train: bool,
+    generator: torch.Generator | None = None,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """uint8 NHWC batch (already on its device) -> normalised float NCHW at ``resolution``.
+
+    Training batches get a random crop after zero padding of resolution/8 pixels and a
+    random horizontal flip, drawn from ``generator`` so runs are reproducible.
+    """
+    x = x.permute(0, 3, 1, 2).float()
+    if x.shape[-1] != resolution or x.shape[-2] != resolution:
+        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=x.shape[-1] > resolution)
+    mean, std = MEAN.to(x.device).view(1, 3, 1, 1), STD.to(x.device).view(1, 3, 1, 1)
+    x = (x - mean) / std
+    if train:
+        x = random_crop_flip(x, max(1, resolution // 8), generator)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def random_crop_flip(x: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Batched random crop (zero padding) and horizontal flip, one draw per image."""
+    n, _, h, w = x.shape
+    dev = x.device
+    padded = F.pad(x, (pad, pad, pad, pad))
+    oy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(dev)
+    ox = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(dev)
+    flip = (torch.rand(n, generator=generator) < 0.5).to(dev)
+    rows = (oy[:, None] + torch.arange(h, device=dev)[None, :])  # n, h
+    cols = ox[:, None] + torch.arange(w, device=dev)[None, :]  # n, w
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    batch = torch.arange(n, device=dev)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # n, h, w, c
+    return out.permute(0, 3, 1, 2).contiguous()

@@ -1,0 +1,228 @@
+"""Train and evaluate one architecture: the proxy trial of stage 1 and the full run of stage 2.
+
+The recipe is fixed on purpose (architecture search must not mix in hyperparameter
+search): SGD with Nesterov momentum 0.9, lr 0.2 x batch/256 with cosine decay to 0 and a
+linear warm-up over the first 3% of steps, weight decay 4e-5 (not on BN or biases),
+optional label smoothing. The model's BN layers use TF's slow running averages (decay
+0.99), which lag behind in a short proxy run, so before every evaluation the BN statistics
+are recomputed from up to 2,048 training images (precise BN, as Once-for-All does).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+
+from mnas.arch import Architecture
+from mnas.data import prepare_batch
+from mnas.model import build_model
+
+
+class TrainConfig(BaseModel):
+    """Training settings; the defaults are the documented recipe."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(default=5, ge=1)
+    batch_size: int = Field(default=128, ge=1)
+    resolution: int = Field(default=32, ge=8, le=1024)
+    lr: float | None = Field(default=None, gt=0, description="peak learning rate; default 0.2 x batch/256")
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
+    warmup_fraction: float = Field(default=0.03, ge=0, lt=1)
+    width_mult: float = 1.0
+    dropout: float = 0.2
+    bn_calibration_images: int = 2048
+    device: str = "auto"
+    precision: str = Field(default="auto", pattern="^(auto|fp32|bf16)$")
+    channels_last: bool | None = None
+    seed: int = 0
+
+    def peak_lr(self) -> float:
+        return self.lr if self.lr is not None else 0.2 * self.batch_size / 256
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float):
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * peak * (1 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def calibrate_bn(model: torch.nn.Module, source, cfg: TrainConfig, device: torch.device, channels_last: bool) -> None:
+    """Recompute BN running statistics as exact averages over a few training batches."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns or cfg.bn_calibration_images <= 0:
+        return
+    saved = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average
+    model.train()
+    seen = 0
+    for x, _ in source.batches(cfg.batch_size, shuffle=True, seed=cfg.seed + 7, resolution=cfg.resolution):
+        model(prepare_batch(x.to(device, non_blocking=True), cfg.resolution, train=False, channels_last=channels_last))
+        seen += len(x)
+        if seen >= cfg.bn_calibration_images:
+            break
+    for bn, m in zip(bns, saved):
+        bn.momentum = m
+
+
+@torch.no_grad()
+def evaluate(model, source, cfg: TrainConfig, device: torch.device, channels_last: bool, autocast) -> dict:
+    model.eval()
+    correct, total, loss_sum = 0, 0, 0.0
+    for x, y in source.batches(cfg.batch_size * 2, shuffle=False, seed=0, resolution=cfg.resolution):
+        y = y.to(device)
+        with autocast():
+            logits = model(prepare_batch(x.to(device, non_blocking=True), cfg.resolution, train=False, channels_last=channels_last))
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+        total += len(y)
+    return {"top1": correct / max(1, total), "loss": loss_sum / max(1, total), "images": total}
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training diverged (NaN or inf loss); a search records the trial as failed."""
+
+
+def train_model(
+    arch: Architecture,
+    train_source,
+    eval_source,
+    num_classes: int,
+    cfg: TrainConfig | None = None,
+    out_dir: str | Path | None = None,
+    progress: bool = False,
+) -> dict:
+    """Train ``arch`` on ``train_source``, evaluate on ``eval_source``; return metrics.
+
+    With ``out_dir`` it writes ``checkpoint.pt`` (architecture, weights, config) and
+    ``metrics.json`` there.
+    """
+    cfg = cfg or TrainConfig()
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
+    model = build_model(arch, num_classes=num_classes, width_mult=cfg.width_mult, dropout=cfg.dropout).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+    steps_per_epoch = math.ceil(len(train_source) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup = int(cfg.warmup_fraction * total_steps)
+    optimizer = torch.optim.SGD(_param_groups(model, cfg.weight_decay), lr=cfg.peak_lr(), momentum=cfg.momentum, nesterov=True)
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    history, step, images, train_seconds = [], 0, 0, 0.0
+    with _progress_bar(progress) as bar:
+        for epoch in range(cfg.epochs):
+            task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, loss=float("nan"), ips=0.0) if bar else None
+            model.train()
+            t0 = time.perf_counter()
+            loss_sum, seen = torch.zeros((), device=device), 0
+            for x, y in train_source.batches(cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch, resolution=cfg.resolution):
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(step, total_steps, cfg.peak_lr(), warmup)
+                x = prepare_batch(x.to(device, non_blocking=True), cfg.resolution, train=True, generator=gen, channels_last=channels_last)
+                y = y.to(device, non_blocking=True)
+                with autocast():
+                    loss = F.cross_entropy(model(x).float(), y, label_smoothing=cfg.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.detach() * len(y)
+                seen += len(y)
+                step += 1
+                if bar:
+                    bar.update(task, advance=1, loss=loss.item(), ips=seen / (time.perf_counter() - t0))
+            epoch_loss = (loss_sum / max(1, seen)).item()
+            if not math.isfinite(epoch_loss):
+                raise NonFiniteLoss(f"training loss became {epoch_loss} in epoch {epoch + 1}")
+            seconds = time.perf_counter() - t0
+            train_seconds += seconds
+            images += seen
+            history.append({"epoch": epoch + 1, "train_loss": epoch_loss, "seconds": seconds})
+
+    t_eval = time.perf_counter()
+    calibrate_bn(model, train_source, cfg, device, channels_last)
+    result = evaluate(model, eval_source, cfg, device, channels_last, autocast)
+    metrics = {
+        "top1": result["top1"],
+        "eval_loss": result["loss"],
+        "eval_images": result["images"],
+        "train_loss": history[-1]["train_loss"],
+        "train_seconds": train_seconds,
+        "eval_seconds": time.perf_counter() - t_eval,
+        "images_per_s": images / train_seconds if train_seconds else 0.0,
+        "train_images": len(train_source),
+        "epochs": cfg.epochs,
+        "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
+        "precision": "bf16" if use_bf16 else "fp32",
+        "history": history,
+        "config": cfg.model_dump(),
+        "architecture": arch.to_dict(),
+    }
+    if out_dir is not None:
+        save_checkpoint(model, arch, num_classes, cfg, metrics, out_dir)
+    return metrics
+
+
+def save_checkpoint(model, arch: Architecture, num_classes: int, cfg: TrainConfig, metrics: dict, out_dir: str | Path) -> None:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"architecture": arch.to_dict(), "num_classes": num_classes, "train_config": cfg.model_dump(), "state_dict": state}, out / "checkpoint.pt")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+
+def load_checkpoint(path: str | Path) -> torch.nn.Module:
+    """Rebuild a trained model from ``checkpoint.pt`` (eval mode, CPU)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    cfg = TrainConfig(**ckpt["train_config"])
+    model = build_model(Architecture.from_dict(ckpt["architecture"]), ckpt["num_classes"], cfg.width_mult, cfg.dropout)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()
+
+
+def _progress_bar(enabled: bool):
+    if not enabled:
+        import contextlib
+
+        return contextlib.nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f}"),
+        TextColumn("{task.fields[ips]:.0f} img/s"),
+        TimeElapsedColumn(),
+    )
