@@ -126,7 +126,8 @@ def train_model(
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
-    channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
+    # channels_last: 2.4-2.9x faster training on the CPU (oneDNN) as measured for A1 at 16-32 px
+    channels_last = cfg.channels_last if cfg.channels_last is not None else True
     model = build_model(arch, num_classes=num_classes, width_mult=cfg.width_mult, dropout=cfg.dropout).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
