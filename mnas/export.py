@@ -68,9 +68,11 @@ def export_architecture(
     resolution: int = 224,
     num_classes: int = 1000,
     width_mult: float = 1.0,
+    stride_cuts: int = 0,
 ) -> Path:
     """Build ``arch`` with fresh weights and export it (what latency measurement needs)."""
-    return export_model(build_model(arch, num_classes=num_classes, width_mult=width_mult), out, fmt, resolution)
+    model = build_model(arch, num_classes=num_classes, width_mult=width_mult, stride_cuts=stride_cuts)
+    return export_model(model, out, fmt, resolution)
 
 
 def _to_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, exporter: str) -> None:

@@ -35,16 +35,39 @@ def make_layer(block: BlockSpec, in_chs: int, out_chs: int, stride: int, act: st
     return InvertedResidual(in_chs, out_chs, block.kernel, stride, block.expansion, **common)
 
 
+def small_input_cuts(resolution: int) -> int:
+    """How many leading stride-2 steps to drop at a proxy resolution (0 at 128 px and up).
+
+    The ImageNet stride schedule (/32) collapses a 32 px input to 1x1 by block 6; with
+    the stem and the first downsampling block at stride 1, 32 px ends at 4x4, as the
+    CIFAR versions of these networks do.
+    """
+    return 0 if resolution >= 128 else 1 if resolution >= 64 else 2
+
+
 class MnasModel(nn.Module):
-    def __init__(self, arch: Architecture, num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2):
+    """``stride_cuts`` turns the first N stride-2 steps (the stem first) into stride 1."""
+
+    def __init__(
+        self, arch: Architecture, num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2, stride_cuts: int = 0
+    ):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be at least 1 (got {num_classes})")
         if not 0 < width_mult <= 8:
             raise ValueError(f"width_mult must be in (0, 8] (got {width_mult})")
         self.arch = arch
+        cuts_left = stride_cuts
+
+        def stride_of(stride: int) -> int:
+            nonlocal cuts_left
+            if stride == 2 and cuts_left > 0:
+                cuts_left -= 1
+                return 1
+            return stride
+
         stem = round_filters(arch.stem, width_mult)
-        self.conv_stem = nn.Conv2d(3, stem, 3, 2, 1, bias=False)
+        self.conv_stem = nn.Conv2d(3, stem, 3, stride_of(2), 1, bias=False)
         self.bn1 = batch_norm(stem)
         self.act1 = activation(arch.act)
 
@@ -52,8 +75,9 @@ class MnasModel(nn.Module):
         for block in arch.blocks:
             out_chs = round_filters(block.filters, width_mult)
             layers = []
+            first_stride = stride_of(block.stride) if block.layers else 1
             for i in range(block.layers):
-                layers.append(make_layer(block, in_chs, out_chs, block.stride if i == 0 else 1, arch.act))
+                layers.append(make_layer(block, in_chs, out_chs, first_stride if i == 0 else 1, arch.act))
                 in_chs = out_chs
             if layers:
                 stages.append(nn.Sequential(*layers))
@@ -98,5 +122,7 @@ def init_weights_tf(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def build_model(arch: Architecture, num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2) -> MnasModel:
-    return MnasModel(arch, num_classes=num_classes, width_mult=width_mult, dropout=dropout)
+def build_model(
+    arch: Architecture, num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2, stride_cuts: int = 0
+) -> MnasModel:
+    return MnasModel(arch, num_classes=num_classes, width_mult=width_mult, dropout=dropout, stride_cuts=stride_cuts)

@@ -76,3 +76,17 @@ def test_tf_style_init():
     assert dw.weight.std().item() == pytest.approx(np.sqrt(2 / 9), rel=0.1)
     assert model.classifier.weight.abs().max().item() <= 1 / np.sqrt(1280)
     assert model.classifier.bias.abs().sum().item() == 0
+
+
+def test_stride_cuts_keep_small_inputs_spatial():
+    from mnas.model import small_input_cuts
+
+    a1 = PRESETS["mnasnet-a1"]
+    full, cut = build_model(a1).eval(), build_model(a1, stride_cuts=2).eval()
+    x = torch.randn(1, 3, 32, 32)
+    assert full.forward_features(x).shape[-1] == 1  # ImageNet schedule: 32 px -> 1x1
+    assert cut.forward_features(x).shape[-1] == 4  # stem and block 2 at stride 1: 32 px -> 4x4
+    assert cut.conv_stem.stride == (1, 1) and cut.blocks[1][0].conv_dw.stride == (1, 1)
+    assert cut.blocks[2][0].conv_dw.stride == (2, 2)
+    assert sum(p.numel() for p in cut.parameters()) == sum(p.numel() for p in full.parameters())
+    assert [small_input_cuts(r) for r in (224, 128, 96, 64, 32, 16)] == [0, 0, 1, 1, 2, 2]
