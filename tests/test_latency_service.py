@@ -141,3 +141,23 @@ def test_unreachable_service_is_one_clear_error():
     client = LatencyClient("http://127.0.0.1:9", retries=1, backoff_s=0.01)
     with pytest.raises(LatencyServiceError, match=r"cannot reach the latency service at http://127.0.0.1:9 .* after 2 attempts"):
         client.measure(__file__)
+
+
+def test_cli_measure_via_url_and_in_process(service, models, tmp_path):
+    import json
+
+    from conftest import run_cli
+
+    profile = write_profile(tmp_path / "p.yaml")
+    local = json.loads(run_cli("latency", "measure", str(models["random"]), "--device", str(profile), "--json").stdout)
+    remote = json.loads(run_cli("latency", "measure", str(models["random"]), "--url", service.url, "--json").stdout)
+    assert set(local) - {"model_sha256"} <= set(remote)
+    assert local["device"] == remote["device"]  # same profile settings, same device hash
+    assert 0.5 < local["latency_ms"] / remote["latency_ms"] < 2.0
+    # an architecture is exported first, in the device's format, at --resolution
+    arch = json.loads(run_cli("latency", "measure", "mnasnet-b1", "--device", str(profile), "--resolution", "32", "--json").stdout)
+    assert arch["input_shape"] == [1, 3, 32, 32] and arch["model_format"] == "onnx"
+    proc = run_cli("latency", "measure", str(models["random"]), "--url", "http://127.0.0.1:9", check=False, timeout=120)
+    assert proc.returncode == 2 and "cannot reach the latency service" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("latency", "measure", str(models["random"]), check=False)
+    assert proc.returncode == 2 and "exactly one of" in proc.stderr

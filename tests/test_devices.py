@@ -1,0 +1,149 @@
+"""Device profiles, the measuring process, and the Android backend's commands and parsing."""
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from devices.android import benchmark_command, check_device, cpu_mask, parse_benchmark_output
+from devices.errors import MeasurementError, ProfileError
+from devices.measure import measure_file, robust_cv, sniff_format
+from devices.profile import DeviceProfile, load_profile
+from mnas.export import export_architecture
+from mnas.presets import PRESETS
+from service_helpers import write_profile
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_shipped_profiles_load():
+    ort, lite, phone = (load_profile(n) for n in ("x86-ort-1t", "x86-litert-1t", "android-pixel-tflite"))
+    assert (ort.backend, ort.threads, ort.model_format) == ("onnxruntime", 1, "onnx")
+    assert (lite.backend, lite.model_format) == ("litert", "tflite")
+    assert phone.adb.benchmark_binary == "/data/local/tmp/benchmark_model" and phone.cpus == [2]
+    assert len({ort.settings_hash(), lite.settings_hash(), phone.settings_hash()}) == 3
+    assert ort.settings_hash() == ort.model_copy(update={"description": "other words"}).settings_hash()
+    assert ort.settings_hash() != ort.model_copy(update={"threads": 2}).settings_hash()
+
+
+def test_bad_profiles_name_the_field(tmp_path):
+    (tmp_path / "a.yaml").write_text("name: x\nbackend: tensorrt\n")
+    with pytest.raises(ProfileError, match="backend"):
+        load_profile(tmp_path / "a.yaml")
+    (tmp_path / "b.yaml").write_text("name: x\nbackend: litert\ntimed_runs: 1\n")
+    with pytest.raises(ProfileError, match="timed_runs"):
+        load_profile(tmp_path / "b.yaml")
+    (tmp_path / "c.yaml").write_text("- just\n- a list\n")
+    with pytest.raises(ProfileError, match="mapping"):
+        load_profile(tmp_path / "c.yaml")
+    with pytest.raises(ProfileError, match="not found"):
+        load_profile(tmp_path / "none.yaml")
+
+
+def test_sniff_and_cv():
+    assert sniff_format(b"\x1c\x00\x00\x00TFL3\x00\x00") == "tflite"
+    assert sniff_format(b"\x08\x07\x12") == "onnx"
+    with pytest.raises(MeasurementError) as err:
+        sniff_format(b"")
+    assert err.value.kind == "empty_file" and err.value.is_input_error
+    assert robust_cv([10.0] * 20) == 0.0
+    assert robust_cv([10.0] * 18 + [100.0, 200.0]) == 0.0  # two preempted runs do not move it
+    assert robust_cv([9.0, 10.0, 11.0] * 10) == pytest.approx(0.14826, rel=1e-3)
+
+
+@pytest.fixture(scope="module")
+def a1_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("a1")
+    return {fmt: export_architecture(PRESETS["mnasnet-a1"], d / f"a1.{fmt}", fmt, resolution=64, num_classes=10) for fmt in ("onnx", "tflite")}
+
+
+@pytest.mark.parametrize("backend, fmt", [("onnxruntime", "onnx"), ("litert", "tflite")])
+def test_measure_real_runtimes(tmp_path, a1_files, backend, fmt):
+    profile = load_profile(write_profile(tmp_path / "p.yaml", backend=backend, name=f"t-{backend}"))
+    result = measure_file(profile, a1_files[fmt])
+    assert 0.05 < result["latency_ms"] < 500 and result["p10_ms"] <= result["p90_ms"]
+    assert len(result["process_medians_ms"]) == 2  # two fresh processes
+    assert result["peak_memory_mb"] > 10 and result["model_size_mb"] > 10  # 2.6M float32 weights
+    assert result["input_shape"] == [1, 3, 64, 64] and result["model_format"] == fmt
+    assert result["runtime"]["name"] in ("onnxruntime", "ai-edge-litert")
+
+
+def test_litert_rejects_broken_and_mismatched_files(tmp_path, a1_files):
+    profile = load_profile(write_profile(tmp_path / "p.yaml", backend="litert"))
+    data = a1_files["tflite"].read_bytes()
+    (tmp_path / "cut.tflite").write_bytes(data[: len(data) // 3])
+    with pytest.raises(MeasurementError) as err:
+        measure_file(profile, tmp_path / "cut.tflite")
+    assert err.value.kind in ("corrupt_model", "runtime_crash")
+    with pytest.raises(MeasurementError, match="measures TFLITE models; this file is ONNX"):
+        measure_file(profile, a1_files["onnx"])
+    # a static model is measured at its own shape: another one is refused, not silently resized
+    with pytest.raises(MeasurementError) as err:
+        measure_file(profile, a1_files["tflite"], [1, 3, 32, 32])
+    assert err.value.kind == "bad_input_shape" and "[1, 3, 64, 64]" in str(err.value)
+
+
+def test_timeout_stops_the_measuring_process(tmp_path, a1_files):
+    profile = load_profile(write_profile(tmp_path / "p.yaml")).model_copy(update={"timed_runs": 100000, "timeout_s": 3})
+    with pytest.raises(MeasurementError) as err:
+        measure_file(profile, a1_files["onnx"])
+    assert err.value.kind == "timeout" and "3 s" in str(err.value)
+
+
+def test_pinning_to_missing_cpus_is_clear(tmp_path, a1_files):
+    profile = load_profile(write_profile(tmp_path / "p.yaml")).model_copy(update={"cpus": [4095]})
+    with pytest.raises(MeasurementError, match="CPUs \\[4095\\]"):
+        measure_file(profile, a1_files["onnx"])
+
+
+# ----- Android over adb: the fixtures follow benchmark_model's published output format
+def test_adb_benchmark_command():
+    profile = load_profile("android-pixel-tflite").model_copy(update={"cpus": [4, 5], "threads": 2})
+    assert cpu_mask([4, 5]) == "30" and cpu_mask([0]) == "1" and cpu_mask(None) is None
+    assert benchmark_command(profile, "/data/local/tmp/mnas/m.tflite") == [
+        "taskset", "30", "/data/local/tmp/benchmark_model", "--graph=/data/local/tmp/mnas/m.tflite",
+        "--num_threads=2", "--warmup_runs=20", "--num_runs=50", "--use_xnnpack=true", "--report_peak_memory_footprint=true",
+    ]
+
+
+def test_parse_benchmark_model_with_percentiles():
+    r = parse_benchmark_output((FIXTURES / "benchmark_model_v2.txt").read_text())
+    assert r["runs"] == 50  # the timed line, not the warm-up line
+    assert r["median_ms"] == pytest.approx(77.655) and r["p5_ms"] == pytest.approx(77.012) and r["p95_ms"] == pytest.approx(79.240)
+    assert r["mean_ms"] == pytest.approx(77.7312) and r["std_ms"] == pytest.approx(0.611)
+    assert r["init_ms"] == pytest.approx(61.224) and r["peak_memory_mb"] == pytest.approx(31.4297)
+
+
+def test_parse_older_benchmark_model_with_crlf():
+    r = parse_benchmark_output((FIXTURES / "benchmark_model_v1.txt").read_text())
+    assert r["runs"] == 50 and r["mean_ms"] == pytest.approx(88.1026) and "median_ms" not in r
+    assert r["peak_memory_mb"] == pytest.approx(24.875)
+
+
+def test_parse_failure_output():
+    with pytest.raises(MeasurementError) as err:
+        parse_benchmark_output((FIXTURES / "benchmark_model_missing_op.txt").read_text())
+    assert err.value.kind == "unsupported_op" and "FrobnicateV9" in str(err.value)
+    with pytest.raises(MeasurementError, match="no timings"):
+        parse_benchmark_output("STARTING!\n")
+
+
+def test_missing_adb_or_phone_is_one_clear_error(tmp_path):
+    profile = load_profile("android-pixel-tflite")
+    no_adb = profile.model_copy(update={"adb": profile.adb.model_copy(update={"adb": str(tmp_path / "no-adb")})})
+    with pytest.raises(MeasurementError, match="adb not found") as err:
+        check_device(no_adb)
+    assert err.value.kind == "device_unavailable"
+    # an adb that finds no phone (what platform-tools prints with nothing on USB)
+    fake = tmp_path / "adb"
+    fake.write_text("#!/bin/sh\necho 'error: no devices/emulators found' >&2\nexit 1\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    no_phone = profile.model_copy(update={"adb": profile.adb.model_copy(update={"adb": str(fake)})})
+    with pytest.raises(MeasurementError, match="Android device not reachable: error: no devices/emulators found"):
+        check_device(no_phone)
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"\x1c\x00\x00\x00TFL3" + b"\x00" * 32)
+    with pytest.raises(MeasurementError, match="not reachable"):
+        measure_file(no_phone, model)
+    assert os.path.exists(fake)

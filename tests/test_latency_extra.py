@@ -1,0 +1,32 @@
+"""The Docker image's install step (`pip install '.[latency]'`) in a fresh venv: no torch, and the service runs."""
+
+import subprocess
+import venv
+
+import httpx
+
+from conftest import REPO
+from mnas.export import export_architecture
+from mnas.presets import PRESETS
+from service_helpers import Service, write_profile
+
+
+def test_latency_extra_installs_without_torch_and_serves(tmp_path):
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    py = env_dir / "bin" / "python"
+    install = subprocess.run([str(py), "-m", "pip", "install", "-q", f"{REPO}[latency]"], capture_output=True, text=True, timeout=900)
+    assert install.returncode == 0, install.stderr[-2000:]
+    probe = subprocess.run([str(py), "-c", "import importlib.util as u; print(u.find_spec('torch') is None, u.find_spec('onnxruntime') is not None)"],
+                           capture_output=True, text=True)
+    assert probe.stdout.split() == ["True", "True"]  # the service image carries no PyTorch
+
+    model = export_architecture(PRESETS["mobilenet-v2"], tmp_path / "mbv2.onnx", "onnx", resolution=32, num_classes=10)
+    svc = Service(write_profile(tmp_path / "p.yaml"), tmp_path / "cache.sqlite", token="t0ken", exe=env_dir / "bin" / "mnas-latency")
+    try:
+        r = httpx.post(svc.url + "/v1/measure", files={"file": ("m.onnx", model.read_bytes())},
+                       headers={"Authorization": "Bearer t0ken"}, timeout=120)
+        assert r.status_code == 200, r.text
+        assert r.json()["latency_ms"] > 0 and r.json()["cached"] is False
+    finally:
+        svc.stop()
