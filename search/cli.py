@@ -87,3 +87,69 @@ def main() -> None:  # pragma: no cover
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+@app.command("search")
+@user_errors
+def search_cmd(
+    config: Optional[Path] = typer.Argument(None, help="search config YAML (optional with --resume)"),
+    resume: Optional[Path] = typer.Option(None, help="continue the search in this experiment directory"),
+    executor: Optional[str] = typer.Option(None, help="local or ray (overrides the config)"),
+    out: Optional[Path] = typer.Option(None, help="experiment directory (default runs/NAME-TIMESTAMP)"),
+    progress: bool = typer.Option(True, help="live progress display"),
+):
+    """Stage-1 search: propose, measure, train on the proxy, learn; resumable at any moment."""
+    import time as _time
+
+    from search.config import load_config
+    from search.scheduler import Orchestrator, open_search
+
+    if executor not in (None, "local", "ray"):
+        raise MnasError(f"--executor must be local or ray (got {executor!r})")
+    if config is None and resume is None:
+        raise MnasError("give a config file, or --resume DIR")
+    cfg = load_config(config) if config is not None else None
+    directory = resume or out or Path("runs") / f"{cfg.name}-{_time.strftime('%Y%m%d-%H%M%S')}"
+    cfg = open_search(cfg, directory, resume is not None)
+    console.print(f"experiment: {directory}  ({cfg.max_trials} trials, {cfg.max_parallel_trials} parallel, controller {cfg.controller.type})")
+    outcome = Orchestrator(cfg, directory, executor, progress=progress).run()
+    c = outcome.counts
+    console.print(f"stopped: {outcome.reason}. {c['succeeded']} succeeded, {c['failed']} failed, {outcome.seconds:.0f} s")
+    if outcome.best:
+        from mnas.arch import Architecture
+
+        b = outcome.best
+        console.print(f"best: trial {b['id']} reward {b['reward']:.4f} top-1 {b['accuracy']:.4f} latency {b['latency_ms']:.3f} ms")
+        console.print("  " + Architecture.from_dict(b["architecture"]).summary())
+    if outcome.stopped_early and not outcome.reason.startswith("no improvement"):
+        raise typer.Exit(3)
+
+
+@app.command("stage2")
+@user_errors
+def stage2_cmd(
+    directory: Path = typer.Argument(..., help="experiment directory of a stage-1 search"),
+    top: int = typer.Option(10, min=1, help="how many architectures to train"),
+    epochs: int = typer.Option(..., min=1, help="full-training epochs"),
+    executor: Optional[str] = typer.Option(None, help="local or ray (overrides the config)"),
+):
+    """Stage 2: fully train the top-k architectures and test them; results go to the same store."""
+    from rich.table import Table
+
+    from mnas.arch import Architecture
+    from search.scheduler import Orchestrator, open_search
+    from search.stage2 import run_stage2
+
+    cfg = open_search(None, directory, resume=True)
+    rows = run_stage2(Orchestrator(cfg, directory, executor, progress=False), top, epochs)
+    table = Table(title=f"stage 2: top {len(rows)} of {directory}")
+    for col in ("rank", "stage-1 trial", "stage-1 top-1", "stage-2 top-1", "latency ms", "reward", "architecture"):
+        table.add_column(col)
+    for rank, row in enumerate(rows, 1):
+        s1, s2 = row["stage1"], row["stage2"]
+        ok = s2["status"] == "succeeded"
+        table.add_row(
+            str(rank), str(s1["id"]), f"{s1['accuracy']:.4f}", f"{s2['accuracy']:.4f}" if ok else f"failed: {s2['error_kind']}",
+            f"{s1['latency_ms']:.3f}", f"{s2['reward']:.4f}" if ok else "-", Architecture.from_dict(s1["architecture"]).summary(),
+        )
+    console.print(table)

@@ -1,0 +1,20 @@
+"""Search controllers behind one ask/tell interface: ppo, reinforce, random, evolution."""
+
+from search.controllers.base import Controller, Proposal
+from search.controllers.rnn import PolicyGradientController
+from search.controllers.simple import EvolutionController, RandomController
+
+CONTROLLERS = ("ppo", "reinforce", "random", "evolution")
+
+
+def make_controller(kind: str, cardinalities: list[int], seed: int = 0, **options) -> Controller:
+    if kind in ("ppo", "reinforce"):
+        return PolicyGradientController(cardinalities, seed, algorithm=kind, **options)
+    if kind == "random":
+        return RandomController(cardinalities, seed, **options)
+    if kind == "evolution":
+        return EvolutionController(cardinalities, seed, **options)
+    raise ValueError(f"unknown controller {kind!r}; use one of {', '.join(CONTROLLERS)}")
+
+
+__all__ = ["CONTROLLERS", "Controller", "Proposal", "make_controller"]

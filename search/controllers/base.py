@@ -1,0 +1,56 @@
+"""The controller interface: ask for an architecture, tell its reward, save and restore.
+
+A proposal carries ``meta`` (e.g. the sampling log-probability PPO needs); the scheduler
+stores it with the trial and hands it back with the reward, so an update never depends
+on state that a crash could lose.
+
+Failed trials are never told: a controller learns only from real measurements, and a
+failed proposal simply drops out of its batch (no made-up accuracy, no penalty reward).
+"""
+
+from __future__ import annotations
+
+import io
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class Proposal:
+    indices: list[int]
+    meta: dict = field(default_factory=dict)
+
+
+class Controller(ABC):
+    name = "base"
+
+    def __init__(self, cardinalities: list[int], seed: int = 0):
+        self.cardinalities = list(cardinalities)
+        self.seed = seed
+        self.updates = 0
+
+    @abstractmethod
+    def ask(self) -> Proposal:
+        """The next architecture to evaluate, as token indices."""
+
+    @abstractmethod
+    def tell(self, proposal: Proposal, reward: float) -> bool:
+        """Record a finished trial's reward; True when this caused a policy update."""
+
+    @abstractmethod
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly where this controller is."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict) -> None:
+        ...
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        torch.save(self.state_dict(), buffer)
+        return buffer.getvalue()
+
+    def load_bytes(self, data: bytes) -> None:
+        self.load_state_dict(torch.load(io.BytesIO(data), weights_only=False))

@@ -1,0 +1,149 @@
+"""The experiment store: one SQLite file per experiment directory.
+
+Tables: ``experiment`` (the config), ``trials`` (one row per proposal: architecture, token
+indices, controller meta, status, metrics, reward, timings, worker, error), ``events``
+(the order of asks and tells, so a restored controller can be brought back exactly in
+step), ``checkpoints`` (controller state after every update).
+
+Every write is its own committed transaction (WAL mode), so a SIGKILL loses at most the
+trial that was running, never a finished one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+STORE_NAME = "experiment.sqlite"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS experiment (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+    id INTEGER PRIMARY KEY,
+    stage INTEGER NOT NULL DEFAULT 1,
+    arch_key TEXT NOT NULL,
+    architecture TEXT NOT NULL,
+    indices TEXT,
+    meta TEXT,
+    status TEXT NOT NULL,            -- pending, running, succeeded, failed
+    cached_from INTEGER,             -- trial whose result this one reuses
+    accuracy REAL, latency_ms REAL, memory_mb REAL, reward REAL,
+    metrics TEXT, error TEXT, error_kind TEXT, worker TEXT,
+    created REAL NOT NULL, started REAL, ended REAL
+);
+CREATE INDEX IF NOT EXISTS trials_arch ON trials(arch_key, stage, status);
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, trial_id INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoints (id INTEGER PRIMARY KEY AUTOINCREMENT, last_event INTEGER NOT NULL, state BLOB NOT NULL, created REAL NOT NULL);
+"""
+
+TRIAL_COLUMNS = (
+    "id", "stage", "arch_key", "architecture", "indices", "meta", "status", "cached_from", "accuracy", "latency_ms",
+    "memory_mb", "reward", "metrics", "error", "error_kind", "worker", "created", "started", "ended",
+)
+JSON_COLUMNS = ("architecture", "indices", "meta", "metrics")
+
+
+class Store:
+    def __init__(self, directory: str | Path):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.dir / STORE_NAME
+        self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ----- experiment -------------------------------------------------------------------
+    def set_meta(self, key: str, value) -> None:
+        self.db.execute("INSERT OR REPLACE INTO experiment (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def get_meta(self, key: str, default=None):
+        row = self.db.execute("SELECT value FROM experiment WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    # ----- trials -----------------------------------------------------------------------
+    def add_trial(self, architecture: dict, arch_key: str, indices=None, meta=None, stage: int = 1) -> int:
+        cur = self.db.execute(
+            "INSERT INTO trials (stage, arch_key, architecture, indices, meta, status, created) VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+            (stage, arch_key, json.dumps(architecture), json.dumps(indices), json.dumps(meta or {}), time.time()),
+        )
+        return cur.lastrowid
+
+    def mark_running(self, trial_id: int, worker: str) -> None:
+        self.db.execute("UPDATE trials SET status = 'running', worker = ?, started = ? WHERE id = ?", (worker, time.time(), trial_id))
+
+    def finish(self, trial_id: int, *, accuracy, latency_ms, memory_mb, reward, metrics: dict, cached_from: int | None = None) -> None:
+        self.db.execute(
+            "UPDATE trials SET status = 'succeeded', accuracy = ?, latency_ms = ?, memory_mb = ?, reward = ?, metrics = ?, "
+            "cached_from = ?, error = NULL, error_kind = NULL, ended = ? WHERE id = ?",
+            (accuracy, latency_ms, memory_mb, reward, json.dumps(metrics), cached_from, time.time(), trial_id),
+        )
+
+    def fail(self, trial_id: int, error: str, kind: str, metrics: dict | None = None) -> None:
+        self.db.execute(
+            "UPDATE trials SET status = 'failed', error = ?, error_kind = ?, metrics = ?, ended = ? WHERE id = ?",
+            (error[-4000:], kind, json.dumps(metrics or {}), time.time(), trial_id),
+        )
+
+    def reset_interrupted(self, stage: int | None = None) -> list[int]:
+        """Trials left running or pending by a killed search go back to pending; returns their ids."""
+        where = "status IN ('running', 'pending')" + (" AND stage = ?" if stage else "")
+        args = (stage,) if stage else ()
+        ids = [r[0] for r in self.db.execute(f"SELECT id FROM trials WHERE {where} ORDER BY id", args)]
+        self.db.execute(f"UPDATE trials SET status = 'pending', worker = NULL, started = NULL WHERE {where}", args)
+        return ids
+
+    def trials(self, stage: int | None = 1, status: str | None = None) -> list[dict]:
+        sql, args = "SELECT * FROM trials WHERE 1=1", []
+        if stage is not None:
+            sql, args = sql + " AND stage = ?", args + [stage]
+        if status is not None:
+            sql, args = sql + " AND status = ?", args + [status]
+        return [self._row(r) for r in self.db.execute(sql + " ORDER BY id", args)]
+
+    def trial(self, trial_id: int) -> dict:
+        return self._row(self.db.execute("SELECT * FROM trials WHERE id = ?", (trial_id,)).fetchone())
+
+    def find_result(self, arch_key: str, stage: int = 1) -> dict | None:
+        """A succeeded, freshly evaluated trial of this architecture, if there is one."""
+        row = self.db.execute(
+            "SELECT * FROM trials WHERE arch_key = ? AND stage = ? AND status = 'succeeded' AND cached_from IS NULL ORDER BY id LIMIT 1",
+            (arch_key, stage),
+        ).fetchone()
+        return self._row(row) if row else None
+
+    def counts(self, stage: int = 1) -> dict[str, int]:
+        rows = self.db.execute("SELECT status, COUNT(*) FROM trials WHERE stage = ? GROUP BY status", (stage,)).fetchall()
+        return {"pending": 0, "running": 0, "succeeded": 0, "failed": 0, **dict(rows)}
+
+    def _row(self, row) -> dict:
+        out = dict(zip(TRIAL_COLUMNS, row))
+        for col in JSON_COLUMNS:
+            if out[col] is not None:
+                out[col] = json.loads(out[col])
+        return out
+
+    # ----- controller events and checkpoints ------------------------------------------------
+    def log_event(self, kind: str, trial_id: int) -> int:
+        return self.db.execute("INSERT INTO events (kind, trial_id) VALUES (?, ?)", (kind, trial_id)).lastrowid
+
+    def events_after(self, seq: int) -> list[tuple[int, str, int]]:
+        return self.db.execute("SELECT seq, kind, trial_id FROM events WHERE seq > ? ORDER BY seq", (seq,)).fetchall()
+
+    def last_event(self) -> int:
+        return self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+
+    def save_checkpoint(self, state: bytes, last_event: int) -> None:
+        self.db.execute("INSERT INTO checkpoints (last_event, state, created) VALUES (?, ?, ?)", (last_event, state, time.time()))
+
+    def latest_checkpoint(self) -> tuple[int, bytes] | None:
+        row = self.db.execute("SELECT last_event, state FROM checkpoints ORDER BY id DESC LIMIT 1").fetchone()
+        return (row[0], row[1]) if row else None
+
+    def checkpoint_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0]
