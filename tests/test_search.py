@@ -1,0 +1,188 @@
+"""Real searches end to end: subprocess trials, in-process ORT latency, SQLite store."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_cli
+from search.config import ConfigError, load_config, parse_config
+from search.controllers.base import Controller, Proposal
+from search.scheduler import Orchestrator, open_search
+from search.store import Store
+from search_helpers import counts, tiny_config, write_config
+from service_helpers import Service, write_profile
+
+
+@pytest.fixture(scope="module")
+def finished_search(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("search")
+    cfg = write_config(tmp / "tiny.yaml", tiny_config(tmp))
+    out = tmp / "exp"
+    proc = run_cli("search", str(cfg), "--out", str(out), "--no-progress", timeout=600)
+    return out, proc
+
+
+def test_search_runs_and_records_everything(finished_search):
+    out, proc = finished_search
+    assert "max_trials reached" in proc.stdout and "best: trial" in proc.stdout
+    store = Store(out)
+    trials = store.trials()
+    assert len(trials) == 6 and all(t["status"] == "succeeded" for t in trials)
+    for t in trials:
+        assert 0 <= t["accuracy"] <= 1 and t["latency_ms"] > 0 and t["memory_mb"] > 0
+        assert t["reward"] == pytest.approx(t["accuracy"] * (t["latency_ms"] / 0.3) ** -0.07)
+        assert t["worker"].startswith("cpu") and t["started"] <= t["ended"]
+        assert t["metrics"]["latency"]["device"]["name"] == "test-quick"
+        assert len(t["indices"]) == 42 and "logp" in t["meta"]
+    assert store.checkpoint_count() == 3  # PPO batch 2 -> an update and a checkpoint every 2 results
+    assert store.get_meta("config")["max_trials"] == 6
+    kinds = [k for _, k, _ in store.events_after(0)]
+    assert kinds.count("ask") == 6 and kinds.count("tell") == 6
+
+
+def test_stage2_trains_the_top_k(finished_search):
+    out, _ = finished_search
+    proc = run_cli("stage2", str(out), "--top", "2", "--epochs", "1", timeout=600)
+    assert "stage 2: top 2" in proc.stdout
+    store = Store(out)
+    s2 = store.trials(stage=2)
+    assert len(s2) == 2 and all(t["status"] == "succeeded" for t in s2)
+    s1_best = sorted(store.trials(stage=1), key=lambda t: -t["reward"])[:2]
+    assert {t["arch_key"] for t in s2} == {t["arch_key"] for t in s1_best}
+    for t in s2:
+        s1 = store.trial(t["meta"]["stage1_trial"])
+        assert t["latency_ms"] == s1["latency_ms"] and t["metrics"]["train"]["eval_images"] == 360  # the digits test split
+        assert (out / "trials" / str(t["id"]) / "checkpoint.pt").is_file()
+    # running it again trains nothing new
+    run_cli("stage2", str(out), "--top", "2", "--epochs", "1", timeout=600)
+    assert len(Store(out).trials(stage=2)) == 2
+
+
+def test_kill_9_and_resume(tmp_path):
+    cfg_path = write_config(tmp_path / "tiny.yaml", tiny_config(tmp_path, max_trials=8))
+    out = tmp_path / "exp"
+    exe = Path(sys.executable).with_name("mnas")
+    proc = subprocess.Popen([str(exe), "search", str(cfg_path), "--out", str(out), "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    deadline = time.time() + 300
+    while counts(out).get("succeeded", 0) < 3:
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {t["id"]: t for t in Store(out).trials(status="succeeded")}
+    assert len(before) >= 3
+    time.sleep(2.5)  # orphaned trial processes notice their parent died and exit
+    leftover = subprocess.run(["pgrep", "-f", f"search.trial {out}"], capture_output=True, text=True).stdout.split()
+    assert leftover == []
+
+    run_cli("search", "--resume", str(out), "--no-progress", timeout=600)
+    store = Store(out)
+    after = store.trials()
+    assert len(after) == 8 and all(t["status"] == "succeeded" for t in after)
+    for trial_id, t in before.items():  # finished trials were kept as they were
+        assert store.trial(trial_id)["reward"] == t["reward"]
+    kinds = [k for _, k, _ in store.events_after(0)]
+    assert kinds.count("ask") == 8 and kinds.count("tell") == 8
+
+    # resume again with a larger budget: the same experiment grows
+    bigger = write_config(tmp_path / "bigger.yaml", tiny_config(tmp_path, max_trials=10))
+    run_cli("search", str(bigger), "--resume", str(out), "--no-progress", timeout=600)
+    assert counts(out) == {"succeeded": 10}
+    # but the proxy task cannot change under a running search
+    other = write_config(tmp_path / "other.yaml", tiny_config(tmp_path, max_trials=12, proxy={"epochs": 3}))
+    r = run_cli("search", str(other), "--resume", str(out), check=False)
+    assert r.returncode == 2 and "keeps its proxy" in r.stderr
+
+
+def test_failing_trials_and_failure_budget(tmp_path):
+    """The latency service rejects models over its upload limit: those trials fail, the
+    search goes on, failures never reach the controller, and the budget stops it."""
+    svc = Service(write_profile(tmp_path / "p.yaml"), tmp_path / "c.sqlite", extra=["--max-upload-mb", "9"])
+    try:
+        cfg = tiny_config(tmp_path, max_trials=12, max_failed_trials=2, max_parallel_trials=1,
+                          latency={"url": svc.url, "device": None, "resolution": 32}, controller={"type": "random"})
+        out = tmp_path / "exp"
+        proc = run_cli("search", str(write_config(tmp_path / "c.yaml", cfg)), "--out", str(out), "--no-progress", check=False, timeout=600)
+    finally:
+        svc.stop()
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "failure budget exhausted: 3 failed trials > max_failed_trials 2" in proc.stdout
+    store = Store(out)
+    failed, ok = store.trials(status="failed"), store.trials(status="succeeded")
+    assert len(failed) == 3 and len(ok) >= 1
+    assert all(t["error_kind"] == "latency" and "limit" in t["error"] for t in failed)
+    told = [tid for _, k, tid in store.events_after(0) if k == "tell"]
+    assert sorted(told) == sorted(t["id"] for t in ok)
+
+
+class RepeatingController(Controller):
+    """Proposes one architecture over and over (to exercise the store's answers)."""
+
+    name = "repeat"
+
+    def __init__(self, cardinalities):
+        super().__init__(cardinalities)
+        self.told = []
+
+    def ask(self):
+        return Proposal([1] * len(self.cardinalities))
+
+    def tell(self, proposal, reward):
+        self.told.append(reward)
+        return False
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def test_evaluated_architecture_is_answered_from_the_store(tmp_path):
+    cfg = parse_config(tiny_config(tmp_path, max_trials=3, max_parallel_trials=1))
+    out = tmp_path / "exp"
+    open_search(cfg, out, resume=False)
+    o = Orchestrator(cfg, out, progress=False)
+    o.controller = RepeatingController(o.space.cardinalities)
+    o.run()
+    trials = Store(out).trials()
+    assert [t["cached_from"] for t in trials] == [None, trials[0]["id"], trials[0]["id"]]
+    assert len({t["accuracy"] for t in trials}) == 1 and len(o.controller.told) == 3
+    assert sorted(p.name for p in (out / "trials").iterdir()) == [str(trials[0]["id"])]  # trained once
+
+
+def test_ray_executor(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, max_trials=4))
+    out = tmp_path / "exp"
+    run_cli("search", str(cfg), "--out", str(out), "--executor", "ray", "--no-progress", timeout=600)
+    trials = Store(out).trials()
+    assert len(trials) == 4 and all(t["status"] == "succeeded" and t["worker"].startswith("ray:") for t in trials)
+
+
+def test_config_errors_name_the_field(tmp_path):
+    base = tiny_config(tmp_path)
+    with pytest.raises(ConfigError, match="controller.type"):
+        parse_config({**base, "controller": {"type": "bayesian"}})
+    with pytest.raises(ConfigError, match="latency: set exactly one"):
+        parse_config({**base, "latency": {"url": "http://x", "device": "y"}})
+    with pytest.raises(ConfigError, match="max_trials"):
+        parse_config({k: v for k, v in base.items() if k != "max_trials"})
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    assert parse_config(base).failure_budget() == 2  # a third of max_trials by default
+    r = run_cli("search", str(write_config(tmp_path / "bad.yaml", {**base, "proxy": {**base["proxy"], "data": "npz:/no/such"}})), "--out", str(tmp_path / "x"), check=False)
+    assert r.returncode == 2 and "npz data folder not found" in r.stderr
+
+
+def test_shipped_configs_are_valid():
+    for name in ("demo", "cifar10-proxy", "imagenet-mnasnet"):
+        cfg = load_config(REPO / "search" / "configs" / f"{name}.yaml")
+        assert cfg.max_trials >= 40
+    assert load_config(REPO / "search" / "configs" / "imagenet-mnasnet.yaml").max_trials == 8000
