@@ -125,6 +125,16 @@ def create_app(
     async def metrics():
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    @app.get("/v1/measurements/{model_sha256}")
+    async def cached_measurement(request: Request, model_sha256: str, input_shape: str | None = None):
+        """A cached answer by the model's sha256, so a client need not upload a model twice."""
+        check_auth(request)
+        hit = cache.get(ResultCache.key(model_sha256.lower(), profile.settings_hash(), parse_shape(input_shape)))
+        if hit is None:
+            raise HTTPException(404, "not measured yet on this device; POST /v1/measure")
+        cache_hits.inc()
+        return {**hit, "cached": True}
+
     @app.post("/v1/measure")
     async def measure(request: Request, file: UploadFile = File(...), input_shape: str | None = Form(None)):
         check_auth(request)

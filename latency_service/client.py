@@ -6,6 +6,7 @@ can switch between a shared service and local measurement by configuration alone
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -41,7 +42,7 @@ class LatencyClient:
     def __exit__(self, *exc):
         self.close()
 
-    def _request(self, method: str, path: str, **kwargs) -> dict | list:
+    def _request(self, method: str, path: str, missing_ok: bool = False, **kwargs) -> dict | list | None:
         last = ""
         for attempt in range(self.retries + 1):
             try:
@@ -51,6 +52,8 @@ class LatencyClient:
             else:
                 if response.status_code == 401:
                     raise LatencyServiceError(f"the latency service at {self.url} refused the token (401): pass the right --token / MNAS_LATENCY_TOKEN", 401)
+                if missing_ok and response.status_code == 404:
+                    return None
                 if response.status_code in RETRY_STATUS:
                     last = f"latency service {self.url} answered {response.status_code}: {_detail(response)}"
                 elif response.status_code >= 400:
@@ -75,8 +78,14 @@ class LatencyClient:
         path = Path(model_path)
         if not path.is_file():
             raise LatencyServiceError(f"model file not found: {path}", input_error=True)
+        content = path.read_bytes()
         data = {"input_shape": ",".join(map(str, input_shape))} if input_shape else {}
-        return self._request("POST", "/v1/measure", files={"file": (path.name, path.read_bytes())}, data=data)
+        # Ask by hash first: a model the device has seen costs no upload.
+        digest = hashlib.sha256(content).hexdigest()
+        cached = self._request("GET", f"/v1/measurements/{digest}", missing_ok=True, params=data)
+        if cached is not None:
+            return cached
+        return self._request("POST", "/v1/measure", files={"file": (path.name, content)}, data=data)
 
 
 class LocalMeasurer:

@@ -161,3 +161,13 @@ def test_cli_measure_via_url_and_in_process(service, models, tmp_path):
     assert proc.returncode == 2 and "cannot reach the latency service" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_cli("latency", "measure", str(models["random"]), check=False)
     assert proc.returncode == 2 and "exactly one of" in proc.stderr
+
+
+def test_cached_answer_by_hash_needs_no_upload(service, models):
+    import hashlib
+
+    digest = hashlib.sha256(models["mnasnet-b1"].read_bytes()).hexdigest()
+    LatencyClient(service.url).measure(models["mnasnet-b1"])
+    r = httpx.get(f"{service.url}/v1/measurements/{digest}")
+    assert r.status_code == 200 and r.json()["cached"] is True
+    assert httpx.get(f"{service.url}/v1/measurements/{'0' * 64}").status_code == 404
