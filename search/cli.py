@@ -153,3 +153,42 @@ def stage2_cmd(
             f"{s1['latency_ms']:.3f}", f"{s2['reward']:.4f}" if ok else "-", Architecture.from_dict(s1["architecture"]).summary(),
         )
     console.print(table)
+
+
+@app.command("report")
+@user_errors
+def report_cmd(
+    directory: Path = typer.Argument(..., help="experiment directory"),
+    top: int = typer.Option(10, min=1, help="rows in the top-k table"),
+):
+    """Plots (search curve, Pareto front, latency histogram, memory, failures), top-k table and an HTML page in DIR/report/."""
+    from search.report import write_report
+
+    page = write_report(directory, top)
+    console.print(f"wrote {page} (and the PNGs and top.csv beside it)")
+
+
+@app.command("status")
+@user_errors
+def status_cmd(
+    directory: Path = typer.Argument(..., help="experiment directory"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+):
+    """Progress and advice (converging, too many failures, not rising after 500 trials, or keep going)."""
+    from rich.table import Table
+
+    from search.analysis import advice, load_config_of, load_trials
+
+    cfg = load_config_of(directory)
+    a = advice(load_trials(directory))
+    a["max_trials"] = cfg.max_trials
+    if as_json:
+        sys.stdout.write(json.dumps(a, indent=2) + "\n")
+        return
+    table = Table(show_header=False, title=f"{cfg.name}: {directory}")
+    table.add_row("trials", f"{a['finished']}/{cfg.max_trials} finished: {a['succeeded']} succeeded, {a['failed']} failed ({a['failure_rate']:.0%}); {a['running']} running, {a['pending']} pending")
+    table.add_row("best reward", "-" if a["best_reward"] is None else f"{a['best_reward']:.4f}")
+    if "variance_recent" in a:
+        table.add_row("reward variance", f"{a['variance_previous']:.2e} -> {a['variance_recent']:.2e}")
+    table.add_row("advice", f"[bold]{a['verdict']}[/]: {a['why']}")
+    console.print(table)

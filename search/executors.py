@@ -75,7 +75,7 @@ class LocalExecutor:
         result_path = trial_dir / "result.json"
         result_path.unlink(missing_ok=True)
         log = open(trial_dir / "log.txt", "wb")
-        env = {**os.environ, **self.slots[slot]["env"], "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **self.slots[slot]["env"], "PYTHONUNBUFFERED": "1", "MNAS_SEARCH_PID": str(os.getpid())}
         proc = subprocess.Popen(
             [sys.executable, "-m", "search.trial", str(trial_dir / "spec.json"), str(result_path)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -180,20 +181,27 @@ class Orchestrator:
         return None
 
     def propose(self) -> dict | None:
-        """Ask the controller; an architecture already evaluated is answered from the store."""
+        """Ask the controller; an architecture already evaluated is answered from the store.
+
+        Each trial row and its ask/tell events are written in one transaction, so a kill at
+        any instant leaves the store and the controller's event log in agreement.
+        """
         proposal = self.controller.ask()
         arch = self.space.decode(proposal.indices)
         key = arch_key(arch)
-        trial_id = self.store.add_trial(arch.to_dict(), key, proposal.indices, proposal.meta)
-        self.store.log_event("ask", trial_id)
         previous = self.store.find_result(key)
+        with self.store.transaction():
+            trial_id = self.store.add_trial(arch.to_dict(), key, proposal.indices, proposal.meta)
+            self.store.log_event("ask", trial_id)
+            if previous is not None:
+                reward = self.reward(previous["accuracy"], previous["latency_ms"], previous["memory_mb"])
+                self.store.mark_running(trial_id, "store")
+                self.store.finish(trial_id, accuracy=previous["accuracy"], latency_ms=previous["latency_ms"],
+                                  memory_mb=previous["memory_mb"], reward=reward, metrics=previous["metrics"], cached_from=previous["id"])
+                seq = self.store.log_event("tell", trial_id)
         if previous is None:
             return self.store.trial(trial_id)
-        self.store.mark_running(trial_id, "store")
-        reward = self.reward(previous["accuracy"], previous["latency_ms"], previous["memory_mb"])
-        self.store.finish(trial_id, accuracy=previous["accuracy"], latency_ms=previous["latency_ms"], memory_mb=previous["memory_mb"],
-                          reward=reward, metrics=previous["metrics"], cached_from=previous["id"])
-        self._tell(trial_id, proposal, reward)
+        self._tell(proposal, reward, seq)
         return None
 
     def reward(self, accuracy, latency_ms, memory_mb) -> float:
@@ -209,15 +217,17 @@ class Orchestrator:
         except (ValueError, TypeError) as exc:
             self.store.fail(trial_id, f"cannot compute the reward: {exc}", "reward")
             return True
-        self.store.finish(trial_id, accuracy=result["accuracy"], latency_ms=result["latency_ms"], memory_mb=result["memory_mb"],
-                          reward=reward, metrics=result.get("metrics", {}))
+        with self.store.transaction():
+            self.store.finish(trial_id, accuracy=result["accuracy"], latency_ms=result["latency_ms"], memory_mb=result["memory_mb"],
+                              reward=reward, metrics=result.get("metrics", {}))
+            seq = self.store.log_event("tell", trial_id)
         trial = self.store.trial(trial_id)
-        self._tell(trial_id, Proposal(trial["indices"], trial["meta"] or {}), reward)
+        self._tell(Proposal(trial["indices"], trial["meta"] or {}), reward, seq)
         return False
 
-    def _tell(self, trial_id: int, proposal: Proposal, reward: float) -> None:
+    def _tell(self, proposal: Proposal, reward: float, seq: int) -> None:
+        """Tell the controller a result already logged as event ``seq``; checkpoint after updates."""
         updated = self.controller.tell(proposal, reward)
-        seq = self.store.log_event("tell", trial_id)
         if updated:
             self.store.save_checkpoint(self.controller.to_bytes(), seq)
 
@@ -227,12 +237,10 @@ class Orchestrator:
 
 
 def executor_running(executor) -> bool:
-    return executor.free_slots() < getattr(executor, "capacity", len(getattr(executor, "slots", [])))
+    return executor.free_slots() < executor.capacity
 
 
 def _token(env_name: str) -> str | None:
-    import os
-
     return os.environ.get(env_name)
 
 

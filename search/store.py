@@ -11,6 +11,7 @@ trial that was running, never a finished one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -57,6 +58,17 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """Several writes that must land together (a trial and its controller event) or not at all."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     # ----- experiment -------------------------------------------------------------------
     def set_meta(self, key: str, value) -> None:

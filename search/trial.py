@@ -141,11 +141,23 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}\n{tb}"
 
 
-def exit_with_parent() -> None:
-    """End this trial if the search that started it dies (e.g. SIGKILL), so no orphan keeps a GPU."""
+def exit_with_parent(parent: int) -> None:
+    """End this trial if the search that started it dies (e.g. SIGKILL), so no orphan keeps a GPU.
+
+    On Linux the kernel does it (PR_SET_PDEATHSIG); elsewhere a thread watches the parent.
+    """
+    import signal
     import threading
 
-    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(3)
 
     def watch():
         while True:
@@ -157,8 +169,9 @@ def exit_with_parent() -> None:
 
 
 def main() -> None:
-    exit_with_parent()
     spec_path, result_path = sys.argv[1], sys.argv[2]
+    parent = int(os.environ.get("MNAS_SEARCH_PID", os.getppid()))
+    exit_with_parent(parent)
     spec = json.loads(Path(spec_path).read_text())
     result = run_trial(spec)
     tmp = Path(result_path).with_suffix(".tmp")

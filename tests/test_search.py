@@ -47,6 +47,25 @@ def test_search_runs_and_records_everything(finished_search):
     assert kinds.count("ask") == 6 and kinds.count("tell") == 6
 
 
+def test_report_and_status_on_a_finished_search(finished_search):
+    out, _ = finished_search
+    from search.analysis import load_trials, pareto_front
+
+    df = load_trials(out)
+    assert len(df) >= 6 and set(df.status) == {"succeeded"}
+    front = pareto_front(df)
+    assert 1 <= len(front) <= len(df) and list(front.latency_ms) == sorted(front.latency_ms)
+    assert list(front.accuracy) == sorted(front.accuracy)  # each slower point must be more accurate
+    run_cli("report", str(out), "--top", "3")
+    page = (out / "report" / "index.html").read_text()
+    for name in ("search_curve", "accuracy_latency", "latency_histogram", "memory_latency", "failures"):
+        assert f'id="{name}"' in page and (out / "report" / f"{name}.png").stat().st_size > 5000
+    top = (out / "report" / "top.csv").read_text().splitlines()
+    assert len(top) == 4 and "params" in top[0] and "MMACs" in top[0]
+    r = run_cli("status", str(out / "nope"), check=False)
+    assert r.returncode == 2 and "not an experiment directory" in r.stderr
+
+
 def test_stage2_trains_the_top_k(finished_search):
     out, _ = finished_search
     proc = run_cli("stage2", str(out), "--top", "2", "--epochs", "1", timeout=600)
@@ -78,9 +97,19 @@ def test_kill_9_and_resume(tmp_path):
     proc.wait()
     before = {t["id"]: t for t in Store(out).trials(status="succeeded")}
     assert len(before) >= 3
-    time.sleep(2.5)  # orphaned trial processes notice their parent died and exit
-    leftover = subprocess.run(["pgrep", "-f", f"search.trial {out}"], capture_output=True, text=True).stdout.split()
-    assert leftover == []
+    # a killed search can be inspected: status and report read only the store
+    status = json.loads(run_cli("status", str(out), "--json").stdout)
+    assert status["succeeded"] == len(before) and status["failed"] == 0
+    assert status["running"] + status["pending"] == len(Store(out).trials()) - len(before)  # the interrupted ones
+    assert status["verdict"] == "keep going" and status["max_trials"] == 8
+    run_cli("report", str(out))
+    page = (out / "report" / "index.html").read_text()
+    assert page.count("<img") == 5 and "data:image/png;base64," in page
+    # orphaned trial processes end with their search (PR_SET_PDEATHSIG), even mid-import
+    deadline = time.time() + 15
+    while subprocess.run(["pgrep", "-f", f"search.trial {out}"], capture_output=True, text=True).stdout.split():
+        assert time.time() < deadline, "trial processes outlived their killed search"
+        time.sleep(0.2)
 
     run_cli("search", "--resume", str(out), "--no-progress", timeout=600)
     store = Store(out)
