@@ -115,33 +115,6 @@ def space_sample_cmd(
         console.print("\n".join(arch.to_timm()))
 
 
-# ----- export -----------------------------------------------------------------------------
-@app.command("export")
-@user_errors
-def export_cmd(
-    arch: str = typer.Argument(..., help="preset, architecture JSON file, or timm block strings"),
-    fmt: str = typer.Option("onnx", "--format", help="onnx or tflite"),
-    out: Path = typer.Option(..., "--out", help="output file"),
-    resolution: int = typer.Option(224, help="input resolution"),
-    num_classes: int = typer.Option(1000, help="classifier outputs"),
-    width_mult: float = typer.Option(1.0, help="width multiplier"),
-    checkpoint: Optional[Path] = typer.Option(None, help="checkpoint.pt from `mnas train` (trained weights)"),
-):
-    """Export an architecture (fresh weights, or trained ones from --checkpoint) to ONNX or TFLite."""
-    from mnas.arch import load_architecture
-    from mnas.export import export_architecture, export_model
-
-    if checkpoint is not None:
-        from mnas.train import load_checkpoint
-
-        if not checkpoint.is_file():
-            raise MnasError(f"checkpoint not found: {checkpoint}")
-        path = export_model(load_checkpoint(checkpoint), out, fmt, resolution)
-    else:
-        path = export_architecture(load_architecture(arch), out, fmt, resolution, num_classes, width_mult)
-    console.print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
-
-
 # ----- train ------------------------------------------------------------------------------
 @app.command("train")
 @user_errors

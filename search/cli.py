@@ -192,3 +192,73 @@ def status_cmd(
         table.add_row("reward variance", f"{a['variance_previous']:.2e} -> {a['variance_recent']:.2e}")
     table.add_row("advice", f"[bold]{a['verdict']}[/]: {a['why']}")
     console.print(table)
+
+
+@app.command("estimate")
+@user_errors
+def estimate_cmd(
+    config: Path = typer.Argument(..., help="search config YAML"),
+    from_dir: Optional[Path] = typer.Option(None, "--from", help="take the average trial time from this experiment"),
+    probe: int = typer.Option(2, min=1, help="without --from: time this many real trials now"),
+    price: float = typer.Option(2.5, help="price per GPU-hour"),
+    gpus_per_trial: Optional[float] = typer.Option(None, help="default 1 / trials_per_gpu"),
+    stage2_top: int = typer.Option(10, min=0),
+    stage2_epochs: Optional[int] = typer.Option(None, min=1, help="default 20 x the proxy epochs"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Search cost: trials x average trial time / parallel trials, GPU-hours and money, plus stage 2."""
+    from search.config import load_config
+    from search.estimate import estimate, trial_seconds_from, trial_seconds_probe
+
+    cfg = load_config(config)
+    seconds = trial_seconds_from(from_dir) if from_dir else trial_seconds_probe(cfg, probe)
+    e = estimate(cfg, seconds, gpus_per_trial or 1 / cfg.executor.trials_per_gpu, price, stage2_top, stage2_epochs)
+    if as_json:
+        sys.stdout.write(json.dumps(e, indent=2) + "\n")
+        return
+    console.print(
+        f"{e['trials']} trials x {e['average_trial_s']:.1f} s (mean of {e['timed_trials']}) / {e['parallel']} parallel = "
+        f"{e['search_wall_hours']:.2f} h ({e['search_days']:.2f} days); {e['search_gpu_hours']:.1f} GPU-hours = "
+        f"{e['search_cost']:,.2f} at {price:g}/GPU-hour\n"
+        f"stage 2: top {e['stage2_top']} x {e['stage2_epochs']} epochs = {e['stage2_gpu_hours']:.1f} GPU-hours = {e['stage2_cost']:,.2f}"
+    )
+
+
+# ----- export: one architecture, or the winners of an experiment ---------------------------
+@app.command("export")
+@user_errors
+def export_cmd(
+    arch: str = typer.Argument(..., help="preset, architecture JSON file, timm block strings, or an experiment directory"),
+    fmt: str = typer.Option("onnx", "--format", help="onnx or tflite; for an experiment a comma list, e.g. onnx,tflite"),
+    out: Path = typer.Option(..., "--out", help="output file (an architecture) or folder (an experiment's winners)"),
+    resolution: Optional[int] = typer.Option(None, help="input resolution (default 224; an experiment's latency resolution)"),
+    num_classes: Optional[int] = typer.Option(None, help="classifier outputs (default 1000; an experiment's dataset)"),
+    width_mult: float = typer.Option(1.0, help="width multiplier"),
+    top: int = typer.Option(3, min=1, help="experiment: how many winners by reward"),
+    checkpoint: Optional[Path] = typer.Option(None, help="one architecture: checkpoint.pt from `mnas train`; "
+                                              "an experiment: use 'stage2' to take the stage-2 weights"),
+):
+    """Export an architecture to ONNX or TFLite, or an experiment's top-k winners with their metrics."""
+    from mnas.export import export_architecture, export_model
+
+    if Path(arch).is_dir():
+        from search.winners import export_winners
+
+        formats = [f.strip() for f in fmt.split(",") if f.strip()]
+        written = export_winners(Path(arch), out, top, formats, resolution, use_stage2=checkpoint is not None and str(checkpoint) == "stage2")
+        for path in written:
+            console.print(f"wrote {path}")
+        return
+    from mnas.arch import load_architecture
+
+    if "," in fmt:
+        raise MnasError("give one --format for a single architecture")
+    if checkpoint is not None:
+        from mnas.train import load_checkpoint
+
+        if not checkpoint.is_file():
+            raise MnasError(f"checkpoint not found: {checkpoint}")
+        path = export_model(load_checkpoint(checkpoint), out, fmt, resolution or 224)
+    else:
+        path = export_architecture(load_architecture(arch), out, fmt, resolution or 224, num_classes or 1000, width_mult)
+    console.print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")

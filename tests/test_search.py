@@ -66,6 +66,18 @@ def test_report_and_status_on_a_finished_search(finished_search):
     assert r.returncode == 2 and "not an experiment directory" in r.stderr
 
 
+def test_estimate_from_an_experiment(finished_search, tmp_path):
+    out, _ = finished_search
+    cfg = write_config(tmp_path / "big.yaml", tiny_config(tmp_path, max_trials=1000, max_parallel_trials=4))
+    e = json.loads(run_cli("estimate", str(cfg), "--from", str(out), "--price", "3", "--json").stdout)
+    seconds = [t["ended"] - t["started"] for t in Store(out).trials(stage=1, status="succeeded") if t["cached_from"] is None]
+    avg = sum(seconds) / len(seconds)
+    assert e["average_trial_s"] == pytest.approx(avg) and e["timed_trials"] == len(seconds)
+    assert e["search_wall_hours"] == pytest.approx(1000 * avg / 4 / 3600)
+    assert e["search_cost"] == pytest.approx(1000 * avg / 3600 * 3)
+    assert e["stage2_epochs"] == 20 and e["stage2_gpu_hours"] > 0
+
+
 def test_stage2_trains_the_top_k(finished_search):
     out, _ = finished_search
     proc = run_cli("stage2", str(out), "--top", "2", "--epochs", "1", timeout=600)
@@ -79,6 +91,12 @@ def test_stage2_trains_the_top_k(finished_search):
         s1 = store.trial(t["meta"]["stage1_trial"])
         assert t["latency_ms"] == s1["latency_ms"] and t["metrics"]["train"]["eval_images"] == 360  # the digits test split
         assert (out / "trials" / str(t["id"]) / "checkpoint.pt").is_file()
+    # the winners, with stage-2 weights, as model files and metrics JSON
+    winners = out.parent / "winners"
+    run_cli("export", str(out), "--top", "2", "--format", "onnx,tflite", "--out", str(winners), "--checkpoint", "stage2", timeout=600)
+    assert sorted(p.suffix for p in winners.iterdir()) == [".json", ".json", ".onnx", ".onnx", ".tflite", ".tflite"]
+    info = json.loads(next(winners.glob("rank1-*.json")).read_text())
+    assert info["stage"] == 2 and info["weights"] == "stage-2 trained" and info["timm_blocks"]
     # running it again trains nothing new
     run_cli("stage2", str(out), "--top", "2", "--epochs", "1", timeout=600)
     assert len(Store(out).trials(stage=2)) == 2

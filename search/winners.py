@@ -1,0 +1,50 @@
+"""Export an experiment's winners: the top-k architectures by reward as model files, each
+with a JSON of its architecture (and timm strings) and metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mnas.arch import Architecture
+from mnas.errors import MnasError
+from mnas.export import FORMATS, export_architecture, export_model
+from search.analysis import load_config_of, load_trials
+
+
+def export_winners(directory: Path, out: Path, top: int, formats: list[str], resolution: int | None, use_stage2: bool = False) -> list[Path]:
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise MnasError(f"unknown export format(s) {bad or formats}; use {', '.join(FORMATS)}")
+    cfg = load_config_of(directory)
+    df = load_trials(directory)
+    stage = 2 if use_stage2 else 1
+    done = df[(df.stage == stage) & (df.status == "succeeded") & (~df.cached)].sort_values("reward", ascending=False)
+    done = done.drop_duplicates("arch_key").head(top)
+    if done.empty:
+        raise MnasError(f"{directory} has no succeeded stage-{stage} trials to export")
+    meta = json.loads((directory / "data" / "meta.json").read_text()) if (directory / "data" / "meta.json").is_file() else {}
+    num_classes = cfg.latency.num_classes or meta.get("num_classes", 1000)
+    res = resolution or cfg.latency.resolution
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for rank, (_, t) in enumerate(done.iterrows(), 1):
+        arch = Architecture.from_dict(t.architecture)
+        stem = out / f"rank{rank}-trial{int(t.id)}"
+        for fmt in formats:
+            target = stem.with_suffix(f".{fmt}")
+            if use_stage2:
+                from mnas.train import load_checkpoint
+
+                ckpt = directory / "trials" / str(int(t.id)) / "checkpoint.pt"
+                if not ckpt.is_file():
+                    raise MnasError(f"stage-2 checkpoint missing: {ckpt}")
+                written.append(export_model(load_checkpoint(ckpt), target, fmt, res))
+            else:
+                written.append(export_architecture(arch, target, fmt, res, num_classes))
+        info = {"rank": rank, "trial": int(t.id), "stage": stage, "reward": t.reward, "accuracy": t.accuracy,
+                "latency_ms": t.latency_ms, "memory_mb": t.memory_mb, "resolution": res, "weights": "stage-2 trained" if use_stage2 else "untrained",
+                "timm_blocks": arch.to_timm(), "architecture": arch.to_dict()}
+        stem.with_suffix(".json").write_text(json.dumps(info, indent=2))
+        written.append(stem.with_suffix(".json"))
+    return written
