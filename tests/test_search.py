@@ -78,6 +78,13 @@ def test_estimate_from_an_experiment(finished_search, tmp_path):
     assert e["stage2_epochs"] == 20 and e["stage2_gpu_hours"] > 0
 
 
+def test_estimate_from_probe_trials(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, max_trials=100, max_parallel_trials=2))
+    e = json.loads(run_cli("estimate", str(cfg), "--probe", "1", "--json", timeout=600).stdout)
+    assert e["timed_trials"] == 1 and 0.5 < e["average_trial_s"] < 300
+    assert e["search_wall_hours"] == pytest.approx(100 * e["average_trial_s"] / 2 / 3600)
+
+
 def test_stage2_trains_the_top_k(finished_search):
     out, _ = finished_search
     proc = run_cli("stage2", str(out), "--top", "2", "--epochs", "1", timeout=600)
