@@ -172,9 +172,8 @@ class Orchestrator:
         if len(recent) == recent.maxlen and sum(recent) / len(recent) > cfg.stop.max_failure_rate:
             return f"too many failures: {sum(recent)} of the last {len(recent)} trials failed (> {cfg.stop.max_failure_rate:.0%})"
         if cfg.stop.patience:
-            done = [t for t in self.store.trials(stage=1, status="succeeded")]
-            if len(done) > cfg.stop.patience:
-                rewards = [t["reward"] for t in done]
+            rewards = self.store.rewards(1)
+            if len(rewards) > cfg.stop.patience:
                 best_at = max(range(len(rewards)), key=rewards.__getitem__)
                 if len(rewards) - 1 - best_at >= cfg.stop.patience:
                     return f"no improvement in the last {cfg.stop.patience} trials"
@@ -232,8 +231,7 @@ class Orchestrator:
             self.store.save_checkpoint(self.controller.to_bytes(), seq)
 
     def best(self, stage: int = 1) -> dict | None:
-        done = self.store.trials(stage=stage, status="succeeded")
-        return max(done, key=lambda t: t["reward"]) if done else None
+        return self.store.best_trial(stage)
 
 
 def executor_running(executor) -> bool:

@@ -129,6 +129,17 @@ class Store:
         ).fetchone()
         return self._row(row) if row else None
 
+    def best_trial(self, stage: int = 1) -> dict | None:
+        row = self.db.execute(
+            "SELECT * FROM trials WHERE stage = ? AND status = 'succeeded' ORDER BY reward DESC, id LIMIT 1", (stage,)
+        ).fetchone()
+        return self._row(row) if row else None
+
+    def rewards(self, stage: int = 1) -> list[float]:
+        """Rewards of succeeded trials in order of completion (cheap: one column)."""
+        rows = self.db.execute("SELECT reward FROM trials WHERE stage = ? AND status = 'succeeded' ORDER BY ended, id", (stage,))
+        return [r[0] for r in rows]
+
     def counts(self, stage: int = 1) -> dict[str, int]:
         rows = self.db.execute("SELECT status, COUNT(*) FROM trials WHERE stage = ? GROUP BY status", (stage,)).fetchall()
         return {"pending": 0, "running": 0, "succeeded": 0, "failed": 0, **dict(rows)}

@@ -240,3 +240,26 @@ def test_shipped_configs_are_valid():
         cfg = load_config(REPO / "search" / "configs" / f"{name}.yaml")
         assert cfg.max_trials >= 40
     assert load_config(REPO / "search" / "configs" / "imagenet-mnasnet.yaml").max_trials == 8000
+
+
+def test_stop_rules_read_from_the_store(tmp_path):
+    from collections import deque
+
+    cfg = parse_config(tiny_config(tmp_path, max_trials=50, max_failed_trials=3, stop={"patience": 3, "failure_window": 5}))
+    out = tmp_path / "exp"
+    open_search(cfg, out, resume=False)
+    o = Orchestrator(cfg, out, progress=False)
+    arch = o.space.sample(0)
+    for reward in (0.5, 0.7, 0.6, 0.65):
+        tid = o.store.add_trial(arch.to_dict(), f"k{reward}")
+        o.store.finish(tid, accuracy=reward, latency_ms=1.0, memory_mb=1.0, reward=reward, metrics={})
+    assert o.best()["reward"] == 0.7
+    assert o.stop_reason(o.store.counts(1), deque(maxlen=5)) is None  # best was 2 trials ago
+    tid = o.store.add_trial(arch.to_dict(), "k-last")
+    o.store.finish(tid, accuracy=0.1, latency_ms=1.0, memory_mb=1.0, reward=0.1, metrics={})
+    assert o.stop_reason(o.store.counts(1), deque(maxlen=5)) == "no improvement in the last 3 trials"
+    recent = deque([False, True, True, False, False], maxlen=5)  # 40% of the window failed
+    assert o.stop_reason(o.store.counts(1), recent).startswith("too many failures: 2 of the last 5")
+    for i in range(4):
+        o.store.fail(o.store.add_trial(arch.to_dict(), f"f{i}"), "boom", "error")
+    assert o.stop_reason(o.store.counts(1), deque(maxlen=5)).startswith("failure budget exhausted: 4 failed trials > max_failed_trials 3")
