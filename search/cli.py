@@ -262,3 +262,22 @@ def export_cmd(
     else:
         path = export_architecture(load_architecture(arch), out, fmt, resolution or 224, num_classes or 1000, width_mult)
     console.print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+
+
+@app.command("dashboard")
+@user_errors
+def dashboard_cmd(
+    directory: Path = typer.Argument(..., help="experiment directory (a running or finished search)"),
+    host: str = typer.Option("127.0.0.1", help="bind address; loopback by default"),
+    port: int = typer.Option(8700),
+    refresh: float = typer.Option(10.0, min=1.0, help="seconds between rebuilds of the report"),
+):
+    """Serve the report on loopback and rebuild it while the search runs (reads the store only)."""
+    import uvicorn
+
+    from search.analysis import open_store
+    from search.dashboard import create_dashboard
+
+    open_store(directory).close()  # a clear error for a directory that holds no experiment
+    console.print(f"dashboard for {directory} on http://{host}:{port} (rebuilt every {refresh:g} s)")
+    uvicorn.run(create_dashboard(directory, refresh), host=host, port=port, log_level="warning")

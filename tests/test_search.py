@@ -85,6 +85,34 @@ def test_estimate_from_probe_trials(tmp_path):
     assert e["search_wall_hours"] == pytest.approx(100 * e["average_trial_s"] / 2 / 3600)
 
 
+def test_dashboard_serves_and_rebuilds_the_report(finished_search):
+    import httpx
+
+    from service_helpers import free_port
+
+    out, _ = finished_search
+    port = free_port()
+    exe = Path(sys.executable).with_name("mnas")
+    proc = subprocess.Popen([str(exe), "dashboard", str(out), "--port", str(port), "--refresh", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline, page = time.time() + 60, None
+        while page is None:
+            assert time.time() < deadline and proc.poll() is None
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text
+            except httpx.TransportError:
+                time.sleep(0.3)
+        assert page.count("<img") == 5 and 'http-equiv="refresh"' in page
+        first = httpx.get(f"http://127.0.0.1:{port}/api/status").json()
+        time.sleep(2.5)
+        second = httpx.get(f"http://127.0.0.1:{port}/api/status").json()
+        assert second["report_built_at"] > first["report_built_at"] and second["report_error"] is None
+        assert second["succeeded"] >= 6
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def test_stage2_trains_the_top_k(finished_search):
     out, _ = finished_search
     proc = run_cli("stage2", str(out), "--top", "2", "--epochs", "1", timeout=600)
