@@ -97,6 +97,7 @@ def search_cmd(
     executor: Optional[str] = typer.Option(None, help="local or ray (overrides the config)"),
     out: Optional[Path] = typer.Option(None, help="experiment directory (default runs/NAME-TIMESTAMP)"),
     progress: bool = typer.Option(True, help="live progress display"),
+    tensorboard: bool = typer.Option(False, help="also write TensorBoard scalars per trial to DIR/tensorboard"),
 ):
     """Stage-1 search: propose, measure, train on the proxy, learn; resumable at any moment."""
     import time as _time
@@ -112,7 +113,7 @@ def search_cmd(
     directory = resume or out or Path("runs") / f"{cfg.name}-{_time.strftime('%Y%m%d-%H%M%S')}"
     cfg = open_search(cfg, directory, resume is not None)
     console.print(f"experiment: {directory}  ({cfg.max_trials} trials, {cfg.max_parallel_trials} parallel, controller {cfg.controller.type})")
-    outcome = Orchestrator(cfg, directory, executor, progress=progress).run()
+    outcome = Orchestrator(cfg, directory, executor, progress=progress, tensorboard=tensorboard).run()
     c = outcome.counts
     console.print(f"stopped: {outcome.reason}. {c['succeeded']} succeeded, {c['failed']} failed, {outcome.seconds:.0f} s")
     if outcome.best:

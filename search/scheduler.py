@@ -49,7 +49,8 @@ class SearchStopped(MnasError):
 
 
 class Orchestrator:
-    def __init__(self, config: SearchConfig, directory: Path, executor_kind: str | None = None, progress: bool = True):
+    def __init__(self, config: SearchConfig, directory: Path, executor_kind: str | None = None, progress: bool = True,
+                 tensorboard: bool = False):
         self.config = config
         self.dir = Path(directory)
         self.store = Store(self.dir)
@@ -60,6 +61,11 @@ class Orchestrator:
         self.progress = progress
         self.data_cache: str | None = None
         self.num_classes: int | None = None
+        self.tb = None
+        if tensorboard:  # scalars per finished trial in DIR/tensorboard, for people who live in TensorBoard
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(log_dir=str(self.dir / "tensorboard"))
 
     # ----- set-up ---------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -160,6 +166,8 @@ class Orchestrator:
             executor.shutdown()
             if display:
                 display.close()
+            if self.tb is not None:
+                self.tb.close()
         counts = self.store.counts(1)
         best = self.best()
         self.store.set_meta("last_stop", {"reason": reason, "at": time.time()})
@@ -208,6 +216,20 @@ class Orchestrator:
 
     def record(self, trial_id: int, worker: str, result: dict) -> bool:
         """Store a finished trial and tell the controller; True if it failed."""
+        failed = self._record(trial_id, result)
+        if self.tb is not None:
+            counts = self.store.counts(1)
+            step = counts["succeeded"] + counts["failed"]
+            self.tb.add_scalar("trials/failed", counts["failed"], step)
+            if not failed:
+                t = self.store.trial(trial_id)
+                for name in ("reward", "accuracy", "latency_ms", "memory_mb"):
+                    self.tb.add_scalar(f"trial/{name}", t[name], step)
+                self.tb.add_scalar("search/best_reward", self.best()["reward"], step)
+            self.tb.flush()
+        return failed
+
+    def _record(self, trial_id: int, result: dict) -> bool:
         if result.get("status") != "succeeded":
             self.store.fail(trial_id, result.get("error", "unknown error"), result.get("error_kind", "error"))
             return True

@@ -25,7 +25,7 @@ def finished_search(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("search")
     cfg = write_config(tmp / "tiny.yaml", tiny_config(tmp))
     out = tmp / "exp"
-    proc = run_cli("search", str(cfg), "--out", str(out), "--no-progress", timeout=600)
+    proc = run_cli("search", str(cfg), "--out", str(out), "--no-progress", "--tensorboard", timeout=600)
     return out, proc
 
 
@@ -45,6 +45,20 @@ def test_search_runs_and_records_everything(finished_search):
     assert store.get_meta("config")["max_trials"] == 6
     kinds = [k for _, k, _ in store.events_after(0)]
     assert kinds.count("ask") == 6 and kinds.count("tell") == 6
+
+
+def test_tensorboard_scalars(finished_search):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out, _ = finished_search
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    assert {"trial/reward", "trial/accuracy", "trial/latency_ms", "search/best_reward"} <= set(events.Tags()["scalars"])
+    rewards = [e.value for e in events.Scalars("trial/reward")]
+    assert len(rewards) == 6
+    assert sorted(rewards) == pytest.approx(sorted(t["reward"] for t in Store(out).trials(stage=1)), rel=1e-6)
+    best = [e.value for e in events.Scalars("search/best_reward")]
+    assert best == sorted(best) and best[-1] == pytest.approx(max(rewards), rel=1e-6)
 
 
 def test_report_and_status_on_a_finished_search(finished_search):
