@@ -69,6 +69,13 @@ def resolve_shape(model_shape, requested) -> list[int]:
     return check_shape([int(d) for d in model_shape])
 
 
+def only_input(inputs: list):
+    """The model's one input; models with several inputs are not measured."""
+    if len(inputs) != 1:
+        raise WorkerError("bad_input_shape", f"the model has {len(inputs)} inputs; only single-input models are measured")
+    return inputs[0]
+
+
 def classify(exc: Exception) -> WorkerError:
     text = str(exc)
     low = text.lower()
@@ -92,10 +99,7 @@ class OnnxRuntimeModel:
             self.session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise classify(exc) from None
-        inputs = self.session.get_inputs()
-        if len(inputs) != 1:
-            raise WorkerError("bad_input_shape", f"the model has {len(inputs)} inputs; only single-input models are measured")
-        self.input = inputs[0]
+        self.input = only_input(self.session.get_inputs())
         self.runtime = {"name": "onnxruntime", "version": ort.__version__}
 
     def input_shape(self):
@@ -131,10 +135,7 @@ class LiteRtModel:
             self.interpreter = Interpreter(model_path=path, num_threads=threads)
         except Exception as exc:
             raise classify(exc) from None
-        details = self.interpreter.get_input_details()
-        if len(details) != 1:
-            raise WorkerError("bad_input_shape", f"the model has {len(details)} inputs; only single-input models are measured")
-        self.detail = details[0]
+        self.detail = only_input(self.interpreter.get_input_details())
 
     def input_shape(self):
         sig = self.detail.get("shape_signature")

@@ -15,7 +15,7 @@ import json
 import os
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -41,11 +41,6 @@ class SearchOutcome:
     best: dict | None
     seconds: float
     stopped_early: bool = False
-    messages: list[str] = field(default_factory=list)
-
-
-class SearchStopped(MnasError):
-    """The search stopped on a stop rule (failure budget, failure rate); results are kept."""
 
 
 class Orchestrator:
