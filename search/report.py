@@ -151,7 +151,7 @@ def write_report(directory: str | Path, top: int = 10) -> Path:
             f"{a['finished']} finished ({a['succeeded']} succeeded, {a['failed']} failed), {a['running']} running, "
             f"{a['pending']} pending of {cfg.max_trials} &middot; T = {cfg.reward.target_ms:g} ms ({cfg.reward.mode})</p>",
             f"<p class=advice><b>Advice: {html.escape(a['verdict'])}</b> &mdash; {html.escape(a['why'])}</p>",
-            "<h2>Top architectures</h2>", table.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-", classes="top")]
+            "<h2>Top architectures</h2>", table.astype(object).where(table.notna(), "-").to_html(index=False, float_format=lambda v: f"{v:.4f}", classes="top")]
     for name, png in images.items():
         data = base64.b64encode(png).decode()
         body.append(f'<h2>{name.replace("_", " ").capitalize()}</h2><img id="{name}" alt="{name}" src="data:image/png;base64,{data}">')

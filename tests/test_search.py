@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from browser import CHROMIUM, chromium_page
 from conftest import REPO, run_cli
 from search.config import ConfigError, load_config, parse_config
 from search.controllers.base import Controller, Proposal
@@ -78,6 +79,24 @@ def test_report_and_status_on_a_finished_search(finished_search):
     assert len(top) == 4 and "params" in top[0] and "MMACs" in top[0]
     r = run_cli("status", str(out / "nope"), check=False)
     assert r.returncode == 2 and "not an experiment directory" in r.stderr
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_report_page_renders_in_chromium(finished_search):
+    out, _ = finished_search
+    run_cli("report", str(out), "--top", "3")
+    with chromium_page() as page:
+        page.goto((out / "report" / "index.html").resolve().as_uri())
+        page.wait_for_load_state("load")
+        images = page.evaluate("Array.from(document.images).map(i => [i.id, i.complete, i.naturalWidth, i.naturalHeight])")
+        rows = page.locator("table.top tbody tr").count()
+        advice = page.locator("p.advice").inner_text()
+        shot = page.screenshot(full_page=True)
+    # every plot decoded by the browser into a real bitmap, not a broken-image icon
+    assert [i[0] for i in images] == ["search_curve", "accuracy_latency", "latency_histogram", "memory_latency", "failures"]
+    assert all(done and w >= 400 and h >= 200 for _, done, w, h in images), images
+    assert rows == 3 and advice.startswith("Advice:")
+    assert len(shot) > 50_000  # a full page of plots, not a blank one
 
 
 def test_estimate_from_an_experiment(finished_search, tmp_path):
