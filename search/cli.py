@@ -195,6 +195,47 @@ def status_cmd(
     console.print(table)
 
 
+@app.command("tune")
+@user_errors
+def tune_cmd(
+    config: Path = typer.Argument(..., help="search config YAML (its proxy: resolution, batch size, width)"),
+    device: str = typer.Option("auto", help="cuda:N, cpu, or auto (the first GPU, else the CPU)"),
+    seconds: float = typer.Option(6.0, min=0.5, help="timed window per measurement"),
+    max_per_gpu: int = typer.Option(8, min=1, max=16, help="largest packing tried"),
+    out: Optional[Path] = typer.Option(None, help="also write the result as JSON (a search keeps it as DIR/tuning.json)"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Measure precision, layout and trials per GPU for this config's proxy on this machine."""
+    from rich.table import Table
+
+    from search.config import load_config
+    from search.executors import gpu_count
+    from search.tuning import tune
+
+    cfg = load_config(config)
+    if device == "auto":
+        device = "cuda:0" if gpu_count() else "cpu"
+    result = tune(cfg.proxy.model_dump(), device, seconds=seconds, max_per_gpu=max_per_gpu)
+    if out:
+        out.write_text(json.dumps(result, indent=1))
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    table = Table(title=f"{result['device_name']} ({device}), {cfg.proxy.resolution} px, batch {cfg.proxy.batch_size}: reference MnasNet-A1")
+    for col in ("precision", "channels_last", "trials", "images/s in all", "per trial", "peak MB"):
+        table.add_column(col, justify="right")
+    for r in result["single"]:
+        table.add_row(r["precision"], str(r["channels_last"]), "1", f"{r['images_per_s']:.0f}", f"{r['images_per_s']:.0f}", f"{r['peak_mb']:.0f}")
+    for r in result["packing"][1:]:
+        if "skipped" in r:
+            table.add_row(result["precision"], str(result["channels_last"]), str(r["trials"]), r["skipped"], "", "")
+        else:
+            table.add_row(result["precision"], str(result["channels_last"]), str(r["trials"]), f"{r['images_per_s']:.0f}", f"{r['per_trial']:.0f}", f"{r['peak_mb']:.0f}")
+    console.print(table)
+    console.print(f"choice: precision {result['precision']}, channels_last {result['channels_last']}, trials_per_gpu {result['trials_per_gpu']} "
+                  f"(measured in {result['seconds']:.0f} s)")
+
+
 @app.command("estimate")
 @user_errors
 def estimate_cmd(
@@ -213,7 +254,11 @@ def estimate_cmd(
 
     cfg = load_config(config)
     seconds = trial_seconds_from(from_dir) if from_dir else trial_seconds_probe(cfg, probe)
-    e = estimate(cfg, seconds, gpus_per_trial or 1 / cfg.executor.trials_per_gpu, price, stage2_top, stage2_epochs)
+    packing = cfg.executor.trials_per_gpu
+    if packing == "auto":  # what the experiment measured, else one per GPU
+        tuned = Path(from_dir or ".", "tuning.json")
+        packing = json.loads(tuned.read_text())["trials_per_gpu"] if from_dir and tuned.is_file() else 1
+    e = estimate(cfg, seconds, gpus_per_trial or 1 / packing, price, stage2_top, stage2_epochs)
     if as_json:
         sys.stdout.write(json.dumps(e, indent=2) + "\n")
         return

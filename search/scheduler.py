@@ -25,7 +25,7 @@ from mnas.errors import MnasError
 from mnas.space import SearchSpace
 from search.config import SearchConfig, parse_config
 from search.controllers import Proposal, make_controller
-from search.executors import make_executor
+from search.executors import gpu_count, make_executor
 from search.store import Store
 
 
@@ -55,6 +55,7 @@ class Orchestrator:
         self.executor_kind = executor_kind or config.executor.type
         self.progress = progress
         self.data_cache: str | None = None
+        self._tuning: dict | None = None
         self.num_classes: int | None = None
         self.tb = None
         if tensorboard:  # scalars per finished trial in DIR/tensorboard, for people who live in TensorBoard
@@ -81,6 +82,41 @@ class Orchestrator:
         except LatencyServiceError as exc:
             raise MnasError(f"latency source unusable: {exc}") from None
 
+    def tuning(self) -> dict | None:
+        """Precision, layout and packing measured on this machine's GPU (DIR/tuning.json).
+
+        Measured once per experiment, on the first GPU, when any of them is ``auto``; a
+        resumed search reuses the file. Without a GPU there is nothing to measure: CPU slots
+        come from ``max_parallel_trials``.
+        """
+        if self._tuning is not None:
+            return self._tuning or None
+        proxy, packing = self.config.proxy, self.config.executor.trials_per_gpu
+        path = self.dir / "tuning.json"
+        self._tuning = {}
+        if (proxy.tunable() or packing == "auto") and proxy.device in ("auto", "cuda") and gpu_count() > 0:
+            if path.is_file():
+                self._tuning = json.loads(path.read_text())
+            else:
+                from search.tuning import tune
+
+                if self.progress:
+                    print("tuning: measuring precision, layout and trials per GPU on this GPU (once per experiment) ...", flush=True)
+                self._tuning = tune(proxy.model_dump(), "cuda:0", max_per_gpu=8 if packing == "auto" else 1)
+                path.write_text(json.dumps(self._tuning, indent=1))
+                if self.progress:
+                    t = self._tuning
+                    print(f"tuning: {t['precision']}, channels_last={t['channels_last']}, {t['trials_per_gpu']} trial(s) per GPU "
+                          f"({max(p.get('images_per_s', 0) for p in t['packing']):.0f} images/s in all; {t['seconds']:.0f} s)", flush=True)
+        return self._tuning or None
+
+    def trials_per_gpu(self) -> int:
+        packing = self.config.executor.trials_per_gpu
+        if packing != "auto":
+            return packing
+        tuned = self.tuning()
+        return tuned["trials_per_gpu"] if tuned else 1
+
     def restore_controller(self) -> int:
         """Load the last checkpoint and replay later events; returns the number replayed."""
         checkpoint = self.store.latest_checkpoint()
@@ -101,6 +137,12 @@ class Orchestrator:
 
     def spec(self, trial: dict, stage: int = 1, epochs: int | None = None) -> dict:
         proxy = self.config.proxy.model_dump()
+        tuned = self.tuning()
+        if tuned:  # the measured choice replaces auto; explicit settings stay as written
+            if proxy["precision"] == "auto":
+                proxy["precision"] = tuned["precision"]
+            if proxy["channels_last"] is None:
+                proxy["channels_last"] = tuned["channels_last"]
         latency = self.config.latency.model_dump()
         latency["num_classes"] = latency["num_classes"] or self.num_classes
         return {
@@ -122,7 +164,7 @@ class Orchestrator:
         self.prepare()
         self.restore_controller()
         pending = deque(self.store.reset_interrupted(stage=1))
-        executor = make_executor(self.executor_kind, self.dir, cfg.max_parallel_trials, cfg.executor.trials_per_gpu, cfg.trial_timeout_s, cfg.executor.ray_address)
+        executor = make_executor(self.executor_kind, self.dir, cfg.max_parallel_trials, self.trials_per_gpu(), cfg.trial_timeout_s, cfg.executor.ray_address)
         recent = deque(maxlen=cfg.stop.failure_window)
         for t in self.store.trials(stage=1):
             if t["status"] in ("succeeded", "failed"):

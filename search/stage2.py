@@ -44,7 +44,7 @@ def run_stage2(orchestrator: Orchestrator, top: int, epochs: int) -> list[dict]:
         if s2["status"] != "succeeded":
             queue.append((s1, s2))
     cfg = o.config
-    executor = make_executor(o.executor_kind, o.dir, cfg.max_parallel_trials, cfg.executor.trials_per_gpu, cfg.trial_timeout_s * max(1, epochs), cfg.executor.ray_address)
+    executor = make_executor(o.executor_kind, o.dir, cfg.max_parallel_trials, o.trials_per_gpu(), cfg.trial_timeout_s * max(1, epochs), cfg.executor.ray_address)
     stage1_of = {s2["id"]: s1 for s1, s2 in queue}
     try:
         while queue or o.store.counts(2)["running"]:

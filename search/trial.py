@@ -101,7 +101,7 @@ def run_trial(spec: dict) -> dict:
         arch = Architecture.from_dict(spec["architecture"])
         train_src, eval_src, num_classes = load_trial_data(spec)
         latency, timings = ({}, {})
-        if spec.get("stage", 1) == 1:
+        if spec.get("stage", 1) == 1 and spec.get("latency"):  # benchmarks time training alone
             latency, timings = measure_latency(spec, arch, num_classes)
         proxy = {k: v for k, v in spec["proxy"].items() if k not in ("data", "val_fraction", "split_seed")}
         if spec.get("epochs"):
@@ -132,7 +132,9 @@ def classify_failure(exc: Exception) -> str:
     if isinstance(exc, NonFiniteLoss):
         return "nan_loss"
     if type(exc).__name__ == "OutOfMemoryError" or "CUDA out of memory" in str(exc):
-        return "cuda_oom"
+        return "cuda_oom"  # only this trial's process had it: the others on the GPU keep going
+    if isinstance(exc, MemoryError) or "DefaultCPUAllocator: not enough memory" in str(exc):
+        return "oom"
     return "error"
 
 

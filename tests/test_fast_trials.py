@@ -1,0 +1,108 @@
+"""The fast-trial machinery, on the CPU: device-resident splits, prepared batches, tuning, packing."""
+
+import numpy as np
+import pytest
+import torch
+
+from mnas.data import ArraySource, load_dataset
+from mnas.presets import PRESETS
+from mnas.space import SearchSpace
+from mnas.train import TrainConfig, train_model
+from search.config import ConfigError, parse_config
+from search.trial import classify_failure
+from search.tuning import tune
+
+
+def test_device_source_yields_the_same_batches_as_the_host_arrays():
+    rng = np.random.default_rng(0)
+    host = ArraySource(rng.integers(0, 256, (50, 8, 8, 3), dtype=np.uint8), rng.integers(0, 10, 50))
+    dev = host.to_device(torch.device("cpu"))
+    assert dev.x.dtype == torch.uint8 and len(dev) == 50
+    for shuffle in (True, False):
+        pairs = zip(host.batches(16, shuffle, 7, 8), dev.batches(16, shuffle, 7, 8))
+        sizes = []
+        for (hx, hy), (dx, dy) in pairs:
+            assert torch.equal(hx, dx) and torch.equal(hy, dy)
+            sizes.append(len(hy))
+        assert sizes == [16, 16, 16, 2]
+
+
+def test_training_from_a_device_resident_split_matches_the_host_path():
+    ds = load_dataset("digits")
+    train, val = ds.stage1()
+    arch = SearchSpace().sample(2)
+    cfg = TrainConfig(epochs=1, batch_size=128, resolution=16, width_mult=0.5, seed=1)
+    host = train_model(arch, train, val, 10, cfg)
+    dev = train_model(arch, train.to_device(torch.device("cpu")), val.to_device(torch.device("cpu")), 10, cfg)
+    assert dev["data_on_device"] and not host["data_on_device"]
+    assert dev["top1"] == host["top1"] and dev["train_loss"] == pytest.approx(host["train_loss"], rel=1e-6)
+
+
+class _PreparedBatches:
+    """A torchvision-style pipeline: batches arrive as normalised float NCHW, augmented on the CPU."""
+
+    def __init__(self, source: ArraySource, resolution: int):
+        self.source, self.resolution = source, resolution
+
+    def __len__(self):
+        return len(self.source)
+
+    def batches(self, batch_size, shuffle, seed, resolution):
+        from mnas.data import prepare_batch
+
+        gen = torch.Generator().manual_seed(seed)
+        for x, y in self.source.batches(batch_size, shuffle, seed, resolution):
+            yield prepare_batch(x, resolution, train=shuffle, generator=gen), y
+
+
+def test_float_batches_from_a_dataloader_style_source_train_as_they_are():
+    ds = load_dataset("digits")
+    train, val = ds.stage1()
+    cfg = TrainConfig(epochs=3, batch_size=64, resolution=16)
+    m = train_model(PRESETS["mobilenet-v2"], _PreparedBatches(train, 16), _PreparedBatches(val, 16), 10, cfg)
+    assert m["top1"] > 0.3 and m["eval_images"] == len(val)  # chance is 0.1: the images reached the model intact
+
+
+def test_tuning_measures_layouts_and_packing_on_the_cpu():
+    r = tune({"resolution": 16, "batch_size": 32, "width_mult": 0.35}, device="cpu", seconds=1.0, counts=(1, 2))
+    assert [(s["precision"], s["channels_last"]) for s in r["single"]] == [("fp32", True), ("fp32", False)]
+    fastest = max(r["single"], key=lambda s: s["images_per_s"])
+    assert r["channels_last"] == fastest["channels_last"] and all(s["images_per_s"] > 50 for s in r["single"])
+    assert [p["trials"] for p in r["packing"]] == [1, 2]
+    one, two = r["packing"]
+    # two packed trials are kept only if they add at least 10% in total
+    assert r["trials_per_gpu"] == (2 if two["images_per_s"] >= 1.1 * one["images_per_s"] else 1)
+    assert two["per_trial"] == pytest.approx(two["images_per_s"] / 2)
+
+
+def test_tuning_keeps_what_the_config_pins():
+    r = tune({"resolution": 8, "batch_size": 16, "width_mult": 0.35, "precision": "fp32", "channels_last": False},
+             device="cpu", seconds=0.5, counts=(1,))
+    assert [(s["precision"], s["channels_last"]) for s in r["single"]] == [("fp32", False)]
+    assert r["trials_per_gpu"] == 1 and r["channels_last"] is False
+
+
+def test_trials_per_gpu_accepts_auto_or_a_count():
+    base = {"proxy": {"data": "digits"}, "latency": {"device": "x86-ort-1t"}, "reward": {"target_ms": 1.0}, "max_trials": 2}
+    assert parse_config({**base, "executor": {"trials_per_gpu": "auto"}}).executor.trials_per_gpu == "auto"
+    assert parse_config({**base, "executor": {"trials_per_gpu": 4}}).executor.trials_per_gpu == 4
+    for bad in (0, 17, "many"):
+        with pytest.raises(ConfigError, match="trials_per_gpu"):
+            parse_config({**base, "executor": {"trials_per_gpu": bad}})
+
+
+def test_out_of_memory_fails_only_as_its_own_kind():
+    assert classify_failure(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")) == "cuda_oom"
+    assert classify_failure(RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 1 TB")) == "oom"
+    assert classify_failure(ValueError("something else")) == "error"
+
+
+@pytest.mark.slow
+def test_compiled_training_step_matches_eager_closely():
+    ds = load_dataset("digits")
+    train, val = ds.stage1()
+    cfg = TrainConfig(epochs=1, batch_size=128, resolution=16, width_mult=0.5, seed=0)
+    eager = train_model(PRESETS["mnasnet-a1"], train, val, 10, cfg)
+    compiled = train_model(PRESETS["mnasnet-a1"], train, val, 10, cfg.model_copy(update={"compile": "default"}))
+    assert compiled["compile"] == "default" and compiled["first_step_seconds"] > eager["first_step_seconds"]
+    assert compiled["train_loss"] == pytest.approx(eager["train_loss"], rel=0.05)
