@@ -150,7 +150,7 @@ def train_model(
     train_source, eval_source = place_data(train_source, device, cfg.data_on_device), place_data(eval_source, device, cfg.data_on_device)
     on_device = getattr(train_source, "x", None) is not None and torch.is_tensor(train_source.x)
     # training runs the compiled module; BN calibration and evaluation run the eager one
-    step_model = model if cfg.compile == "off" else torch.compile(model, mode=None if cfg.compile == "default" else cfg.compile)
+    step_model = step_module(model, cfg.compile)
 
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
@@ -220,6 +220,13 @@ def train_model(
     if out_dir is not None:
         save_checkpoint(model, arch, num_classes, cfg, metrics, out_dir)
     return metrics
+
+
+def step_module(model: torch.nn.Module, compile_mode: str) -> torch.nn.Module:
+    """The module the training loop calls: ``model`` itself, or it compiled (same parameters)."""
+    if compile_mode == "off":
+        return model
+    return torch.compile(model, mode=None if compile_mode == "default" else compile_mode)
 
 
 def place_data(source, device: torch.device, wanted: bool | None):

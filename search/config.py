@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mnas.errors import MnasError
 from mnas.reward import Reward
@@ -44,6 +44,11 @@ class ProxyConfig(_Strict):
     channels_last: bool | None = Field(default=None, description="None: measured on the GPU at search start; on (2.4-2.9x faster) on the CPU")
     data_on_device: bool | None = Field(default=None, description="hold the split on the GPU; default when it fits")
     compile: Literal["off", "default", "reduce-overhead"] = "off"
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _yaml_off(cls, value):
+        return "off" if value is False else value  # YAML reads a bare `off` as false
 
     def tunable(self) -> bool:
         return self.precision == "auto" or self.channels_last is None

@@ -98,11 +98,32 @@ def test_out_of_memory_fails_only_as_its_own_kind():
 
 
 @pytest.mark.slow
-def test_compiled_training_step_matches_eager_closely():
+def test_compiled_training_step_computes_what_eager_does():
+    from mnas.model import build_model
+    from mnas.train import step_module
+
+    torch.manual_seed(0)
+    model = build_model(PRESETS["mnasnet-a1"], 10, 0.5, 0.0, 2).train()
+    fast = step_module(model, "default")
+    assert step_module(model, "off") is model and list(fast.parameters())[0] is list(model.parameters())[0]
+    x = torch.randn(8, 3, 16, 16)
+    torch.testing.assert_close(fast(x), model(x), rtol=1e-3, atol=1e-3)
+    # and a whole compiled proxy run trains (this tiny setting is too chaotic to compare runs step by step)
     ds = load_dataset("digits")
     train, val = ds.stage1()
-    cfg = TrainConfig(epochs=1, batch_size=128, resolution=16, width_mult=0.5, seed=0)
-    eager = train_model(PRESETS["mnasnet-a1"], train, val, 10, cfg)
-    compiled = train_model(PRESETS["mnasnet-a1"], train, val, 10, cfg.model_copy(update={"compile": "default"}))
-    assert compiled["compile"] == "default" and compiled["first_step_seconds"] > eager["first_step_seconds"]
-    assert compiled["train_loss"] == pytest.approx(eager["train_loss"], rel=0.05)
+    m = train_model(PRESETS["mnasnet-a1"], train, val, 10, TrainConfig(epochs=3, batch_size=128, resolution=16, width_mult=0.5, compile="default"))
+    losses = [h["train_loss"] for h in m["history"]]
+    assert m["compile"] == "default" and losses[-1] < losses[0] and m["top1"] > 0.12
+
+
+def test_proxy_speed_settings_in_yaml(tmp_path):
+    import yaml
+
+    text = "proxy: {data: digits, compile: off, precision: bf16, channels_last: false, data_on_device: true}\n" \
+           "latency: {device: x86-ort-1t}\nreward: {target_ms: 1}\nmax_trials: 2\n"
+    cfg = parse_config(yaml.safe_load(text))
+    assert cfg.proxy.compile == "off" and not cfg.proxy.tunable()
+    train = cfg.proxy.train_config()
+    assert (train.precision, train.channels_last, train.data_on_device, train.compile) == ("bf16", False, True, "off")
+    with pytest.raises(ConfigError, match="proxy.compile"):
+        parse_config(yaml.safe_load(text.replace("compile: off", "compile: fast")))
