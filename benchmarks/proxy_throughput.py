@@ -173,6 +173,7 @@ def main() -> None:
     if "naive" in paths:
         rows, wall = run_naive(archs, train, val, cfg, args.workers)
         report["paths"]["naive"] = {"trials": rows, "wall_s": wall, "setting": f"fp32 NCHW, DataLoader {args.workers} workers, 1 trial per {'GPU' if gpus else 'machine'}"}
+        save(report, args.json_out)
     cache = write_cache(train, val, work / "data")
     tuning = None
     for name in [p for p in paths if p in ("optimized", "compiled")]:
@@ -194,9 +195,16 @@ def main() -> None:
         rows, wall = run_optimized(archs, cache, opt, per_gpu, parallel, work / name)
         report["paths"][name] = {"trials": rows, "wall_s": wall, "setting": f"{rows[0]['precision']}, channels_last={rows[0]['channels_last']}, data on device={rows[0]['data_on_device']}, "
                                                                                f"{parallel} trials at once ({per_gpu} per GPU)" if gpus else f"{rows[0]['precision']}, {parallel} CPU trials at once", "compile": opt.compile}
+        if opt.compile != "off":
+            report["paths"][name]["setting"] += f", torch.compile {opt.compile}"
+        save(report, args.json_out)  # after every path: a later one may run out of time
     print_report(report)
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(report, indent=1))
+    save(report, args.json_out)
+
+
+def save(report: dict, path: str | None) -> None:
+    if path:
+        Path(path).write_text(json.dumps(report, indent=1))
 
 
 def print_report(report: dict) -> None:

@@ -62,7 +62,8 @@ class ArraySource:
 
     def to_device(self, device: torch.device) -> "DeviceSource":
         """Copy the whole split to ``device`` once (uint8), so no batch crosses PCIe again."""
-        return DeviceSource(torch.from_numpy(np.ascontiguousarray(self.x)).to(device), torch.from_numpy(np.asarray(self.y)).to(device))
+        # np.array copies: the arrays may be read-only memory maps of the trial data cache
+        return DeviceSource(torch.from_numpy(np.array(self.x)).to(device), torch.from_numpy(np.array(self.y, dtype=np.int64)).to(device))
 
 
 @dataclass

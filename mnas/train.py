@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from mnas.arch import Architecture
-from mnas.data import prepare_batch
+from mnas.data import DeviceSource, prepare_batch
 from mnas.model import build_model, small_input_cuts
 
 
@@ -148,7 +148,7 @@ def train_model(
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     train_source, eval_source = place_data(train_source, device, cfg.data_on_device), place_data(eval_source, device, cfg.data_on_device)
-    on_device = getattr(train_source, "x", None) is not None and torch.is_tensor(train_source.x)
+    on_device = isinstance(train_source, DeviceSource)
     # training runs the compiled module; BN calibration and evaluation run the eager one
     step_model = step_module(model, cfg.compile)
 

@@ -45,7 +45,7 @@ def tune(proxy: dict, device: str = "cuda", seconds: float = 6.0, max_per_gpu: i
         (r,) = run_together(1, {**_job(proxy, device, seconds), "precision": precision, "channels_last": channels_last})
         single.append({"precision": precision, "channels_last": channels_last, "images_per_s": r["images_per_s"], "peak_mb": r["peak_mb"]})
     best = max(single, key=lambda s: s["images_per_s"])
-    total_mb = _device_memory_mb(device)
+    total_mb, name = r["total_mb"], r["device_name"]  # from the worker: this process never touches the GPU
     packing = [{"trials": 1, "images_per_s": best["images_per_s"], "per_trial": best["images_per_s"], "peak_mb": best["peak_mb"]}]
     chosen = packing[0]
     for n in [c for c in counts if 1 < c <= max_per_gpu]:
@@ -59,7 +59,7 @@ def tune(proxy: dict, device: str = "cuda", seconds: float = 6.0, max_per_gpu: i
             break
         chosen = packing[-1]
     return {
-        "device": device, "device_name": _device_name(device), "resolution": proxy.get("resolution"), "batch_size": proxy.get("batch_size"),
+        "device": device, "device_name": name, "resolution": proxy.get("resolution"), "batch_size": proxy.get("batch_size"),
         "precision": best["precision"], "channels_last": best["channels_last"], "trials_per_gpu": chosen["trials"],
         "single": single, "packing": packing, "seconds": time.perf_counter() - started, "at": time.time(),
     }
@@ -105,24 +105,6 @@ def run_together(n: int, job: dict, timeout_s: float = 300) -> list[dict]:
                 raise MnasError(f"tuning worker {k} exited with {p.returncode}: {p.stderr.read().decode(errors='replace')[-800:]}")
             results.append(json.loads(path.read_text()))
         return results
-
-
-def _device_memory_mb(device: str) -> float | None:
-    if not device.startswith("cuda"):
-        return None
-    import torch
-
-    return torch.cuda.get_device_properties(torch.device(device)).total_memory / 2**20
-
-
-def _device_name(device: str) -> str:
-    if not device.startswith("cuda"):
-        import platform
-
-        return platform.processor() or platform.machine()
-    import torch
-
-    return torch.cuda.get_device_name(torch.device(device))
 
 
 def worker(job: dict) -> dict:
@@ -175,8 +157,13 @@ def worker(job: dict) -> dict:
             sync()
     sync()
     elapsed = time.perf_counter() - t0
-    peak = torch.cuda.max_memory_reserved(device) / 2**20 if device.type == "cuda" else _rss_peak_mb()
-    return {"images_per_s": steps * batch / elapsed, "steps": steps, "seconds": elapsed, "peak_mb": peak}
+    if device.type == "cuda":
+        peak, total, name = torch.cuda.max_memory_reserved(device) / 2**20, torch.cuda.mem_get_info(device)[1] / 2**20, torch.cuda.get_device_name(device)
+    else:
+        import platform
+
+        peak, total, name = _rss_peak_mb(), None, platform.processor() or platform.machine()
+    return {"images_per_s": steps * batch / elapsed, "steps": steps, "seconds": elapsed, "peak_mb": peak, "total_mb": total, "device_name": name}
 
 
 def _rss_peak_mb() -> float:
