@@ -174,6 +174,8 @@ def main() -> None:
         rows, wall = run_naive(archs, train, val, cfg, args.workers)
         report["paths"]["naive"] = {"trials": rows, "wall_s": wall, "setting": f"fp32 NCHW, DataLoader {args.workers} workers, 1 trial per {'GPU' if gpus else 'machine'}"}
         save(report, args.json_out)
+        if gpus:
+            torch.cuda.empty_cache()  # hand the naive run's cached blocks back before trials share the GPU
     cache = write_cache(train, val, work / "data")
     tuning = None
     for name in [p for p in paths if p in ("optimized", "compiled")]:
