@@ -127,3 +127,21 @@ def test_proxy_speed_settings_in_yaml(tmp_path):
     assert (train.precision, train.channels_last, train.data_on_device, train.compile) == ("bf16", False, True, "off")
     with pytest.raises(ConfigError, match="proxy.compile"):
         parse_config(yaml.safe_load(text.replace("compile: off", "compile: fast")))
+
+
+def test_a_search_applies_the_measured_choice_only_where_the_config_says_auto(tmp_path):
+    from search.scheduler import Orchestrator
+    from search_helpers import tiny_config
+
+    measured = {"precision": "bf16", "channels_last": False, "trials_per_gpu": 4}
+    auto = Orchestrator(parse_config(tiny_config(tmp_path, executor={"trials_per_gpu": "auto"})), tmp_path / "a", progress=False)
+    assert auto.tuning() is None or torch.cuda.is_available()  # no GPU: nothing to measure, CPU slots instead
+    assert auto.trials_per_gpu() == (auto.tuning() or {"trials_per_gpu": 1})["trials_per_gpu"]
+    auto._tuning = measured  # as if read from DIR/tuning.json on a GPU machine
+    spec = auto.spec({"id": 1, "architecture": PRESETS["mnasnet-a1"].to_dict()})
+    assert (spec["proxy"]["precision"], spec["proxy"]["channels_last"], auto.trials_per_gpu()) == ("bf16", False, 4)
+    pinned = Orchestrator(parse_config(tiny_config(tmp_path, proxy={"precision": "fp32", "channels_last": True}, executor={"trials_per_gpu": 2})),
+                          tmp_path / "b", progress=False)
+    pinned._tuning = measured
+    spec = pinned.spec({"id": 1, "architecture": PRESETS["mnasnet-a1"].to_dict()})
+    assert (spec["proxy"]["precision"], spec["proxy"]["channels_last"], pinned.trials_per_gpu()) == ("fp32", True, 2)
