@@ -41,6 +41,7 @@ from _machine import machine_line  # noqa: E402
 from mnas.data import MEAN, STD, ArraySource, load_dataset, stratified_split  # noqa: E402
 from mnas.space import SearchSpace  # noqa: E402
 from mnas.train import TrainConfig, train_model  # noqa: E402
+from search.trial import write_trial_arrays  # noqa: E402
 
 
 # ----- the naive baseline: torchvision transforms in DataLoader workers --------------------------
@@ -88,15 +89,6 @@ def run_naive(archs, train, val, cfg: TrainConfig, workers: int) -> tuple[list[d
 
 
 # ----- the optimized path: the search's own trial subprocesses ----------------------------------
-def write_cache(train: ArraySource, val: ArraySource, directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    for part, src in (("train", train), ("val", val), ("test", val)):
-        np.save(directory / f"x_{part}.npy", src.x)
-        np.save(directory / f"y_{part}.npy", src.y)
-    (directory / "meta.json").write_text(json.dumps({"num_classes": 10, "classes": [str(i) for i in range(10)]}))
-    return directory
-
-
 def run_optimized(archs, cache: Path, cfg: TrainConfig, per_gpu: int, parallel: int, work: Path) -> tuple[list[dict], float]:
     from search.executors import LocalExecutor
 
@@ -176,7 +168,7 @@ def main() -> None:
         save(report, args.json_out)
         if gpus:
             torch.cuda.empty_cache()  # hand the naive run's cached blocks back before trials share the GPU
-    cache = write_cache(train, val, work / "data")
+    cache = write_trial_arrays(train, val, val, ds.num_classes, ds.classes, work / "data")
     tuning = None
     for name in [p for p in paths if p in ("optimized", "compiled")]:
         per_gpu, parallel = 1, os.cpu_count() or 1
@@ -192,13 +184,17 @@ def main() -> None:
                 per_gpu = int(args.trials_per_gpu)
             parallel = gpus * per_gpu
         opt = cfg.model_copy(update={"compile": "off" if name == "optimized" else ("reduce-overhead" if gpus else "default")})
-        if tuning:
-            opt = opt.model_copy(update={"precision": tuning["precision"] if args.precision == "auto" else args.precision, "channels_last": tuning["channels_last"]})
+        if tuning:  # tune() keeps a pinned --precision, so its choice is always the one to use
+            opt = opt.model_copy(update={"precision": tuning["precision"], "channels_last": tuning["channels_last"]})
         rows, wall = run_optimized(archs, cache, opt, per_gpu, parallel, work / name)
-        report["paths"][name] = {"trials": rows, "wall_s": wall, "setting": f"{rows[0]['precision']}, channels_last={rows[0]['channels_last']}, data on device={rows[0]['data_on_device']}, "
-                                                                               f"{parallel} trials at once ({per_gpu} per GPU)" if gpus else f"{rows[0]['precision']}, {parallel} CPU trials at once", "compile": opt.compile}
+        first = rows[0]
+        if gpus:
+            setting = f"{first['precision']}, channels_last={first['channels_last']}, data on device={first['data_on_device']}, {parallel} trials at once ({per_gpu} per GPU)"
+        else:
+            setting = f"{first['precision']}, {parallel} CPU trials at once"
         if opt.compile != "off":
-            report["paths"][name]["setting"] += f", torch.compile {opt.compile}"
+            setting += f", torch.compile {opt.compile}"
+        report["paths"][name] = {"trials": rows, "wall_s": wall, "setting": setting, "compile": opt.compile}
         save(report, args.json_out)  # after every path: a later one may run out of time
     print_report(report)
     save(report, args.json_out)

@@ -33,6 +33,11 @@ STD = torch.tensor([0.229, 0.224, 0.225]) * 255
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
+def batch_order(n: int, shuffle: bool, seed: int) -> np.ndarray:
+    """The order in which in-memory sources (host or device) hand out their images."""
+    return np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
+
+
 @dataclass
 class ArraySource:
     """Images held in memory as uint8 NHWC with 3 channels."""
@@ -51,11 +56,10 @@ class ArraySource:
         return ArraySource(self.x[indices], self.y[indices])
 
     def batches(self, batch_size: int, shuffle: bool, seed: int, resolution: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = np.random.default_rng(seed).permutation(len(self)) if shuffle else np.arange(len(self))
+        order = batch_order(len(self), shuffle, seed)
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             yield torch.from_numpy(self.x[idx]), torch.from_numpy(self.y[idx])
-
 
     def nbytes(self) -> int:
         return self.x.nbytes + self.y.nbytes
@@ -81,8 +85,7 @@ class DeviceSource:
         return len(self.y)
 
     def batches(self, batch_size: int, shuffle: bool, seed: int, resolution: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = np.random.default_rng(seed).permutation(len(self)) if shuffle else np.arange(len(self))
-        order = torch.from_numpy(order).to(self.x.device)
+        order = torch.from_numpy(batch_order(len(self), shuffle, seed)).to(self.x.device)
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             yield self.x[idx], self.y[idx]

@@ -76,6 +76,21 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
     return 0.5 * peak * (1 + math.cos(math.pi * progress))
 
 
+def autocast_for(device: torch.device, bf16: bool):
+    """A factory of autocast contexts: bf16 mixed precision, or a no-op for fp32."""
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+def train_step(model: torch.nn.Module, optimizer, x: torch.Tensor, y: torch.Tensor, autocast, label_smoothing: float = 0.0) -> torch.Tensor:
+    """One optimiser step; returns the detached loss. search.tuning times this same step."""
+    with autocast():
+        loss = F.cross_entropy(model(x).float(), y, label_smoothing=label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
 def model_input(x: torch.Tensor, device: torch.device, resolution: int, train: bool, gen, channels_last: bool) -> torch.Tensor:
     """A source's batch as the model's input: uint8 NHWC is prepared on the device; a float
     batch arrives ready (e.g. from a torchvision DataLoader pipeline) and is only moved."""
@@ -152,9 +167,7 @@ def train_model(
     # training runs the compiled module; BN calibration and evaluation run the eager one
     step_model = step_module(model, cfg.compile)
 
-    def autocast():
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
-
+    autocast = autocast_for(device, use_bf16)
     steps_per_epoch = math.ceil(len(train_source) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_fraction * total_steps)
@@ -173,12 +186,8 @@ def train_model(
                     group["lr"] = lr_at(step, total_steps, cfg.peak_lr(), warmup)
                 x = model_input(x, device, cfg.resolution, True, gen, channels_last)
                 y = y.to(device, non_blocking=True)
-                with autocast():
-                    loss = F.cross_entropy(step_model(x).float(), y, label_smoothing=cfg.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss.detach() * len(y)
+                loss = train_step(step_model, optimizer, x, y, autocast, cfg.label_smoothing)
+                loss_sum += loss * len(y)
                 seen += len(y)
                 step += 1
                 if step == 1:

@@ -107,7 +107,6 @@ class ExecutorConfig(_Strict):
     trials_per_gpu: int | Literal["auto"] = Field(default=1, description="trials packed on one GPU; auto measures it at search start")
     ray_address: str | None = Field(default=None, description="an existing Ray cluster; None starts a local Ray")
 
-
     @model_validator(mode="after")
     def _packing_range(self) -> "ExecutorConfig":
         if self.trials_per_gpu != "auto" and not 1 <= self.trials_per_gpu <= 16:

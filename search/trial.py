@@ -35,13 +35,18 @@ def cache_trial_data(dataset, val_fraction: float, split_seed: int, directory: P
     if all((directory / f).is_file() for f in DATA_FILES):
         return directory
     train, val = dataset.stage1(split_seed, val_fraction)
-    arrays = {"train": train, "val": val, "test": dataset.test}
-    for part, source in arrays.items():
+    return write_trial_arrays(train, val, dataset.test, dataset.num_classes, dataset.classes, directory)
+
+
+def write_trial_arrays(train, val, test, num_classes: int, classes: list[str], directory: Path) -> Path:
+    """The trial data cache's files: x_/y_ .npy per part, then meta.json (which marks it complete)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for part, source in {"train": train, "val": val, "test": test}.items():
         for name, arr in (("x", source.x), ("y", source.y)):
             tmp = directory / f"{name}_{part}.tmp.npy"
             np.save(tmp, arr)
             os.replace(tmp, directory / f"{name}_{part}.npy")
-    (directory / "meta.json").write_text(json.dumps({"num_classes": dataset.num_classes, "classes": dataset.classes}))
+    (directory / "meta.json").write_text(json.dumps({"num_classes": num_classes, "classes": classes}))
     return directory
 
 
@@ -174,11 +179,14 @@ def main() -> None:
     spec_path, result_path = sys.argv[1], sys.argv[2]
     parent = int(os.environ.get("MNAS_SEARCH_PID", os.getppid()))
     exit_with_parent(parent)
-    spec = json.loads(Path(spec_path).read_text())
-    result = run_trial(spec)
-    tmp = Path(result_path).with_suffix(".tmp")
+    write_result(result_path, run_trial(json.loads(Path(spec_path).read_text())))
+
+
+def write_result(path: str | Path, result: dict) -> None:
+    """Write a worker's result atomically: the parent sees the whole file or none."""
+    tmp = Path(path).with_suffix(".tmp")
     tmp.write_text(json.dumps(result))
-    os.replace(tmp, result_path)
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -49,8 +49,9 @@ def tune(proxy: dict, device: str = "cuda", seconds: float = 6.0, max_per_gpu: i
     packing = [{"trials": 1, "images_per_s": best["images_per_s"], "per_trial": best["images_per_s"], "peak_mb": best["peak_mb"]}]
     chosen = packing[0]
     for n in [c for c in counts if 1 < c <= max_per_gpu]:
-        if total_mb and n * (best["peak_mb"] * headroom + 600) > 0.9 * total_mb:
-            packing.append({"trials": n, "skipped": f"would need ~{n * (best['peak_mb'] * headroom + 600):.0f} MB of {total_mb:.0f}"})
+        need_mb = n * (best["peak_mb"] * headroom + 600)  # + 600 MB: each process's CUDA context
+        if total_mb and need_mb > 0.9 * total_mb:
+            packing.append({"trials": n, "skipped": f"would need ~{need_mb:.0f} MB of {total_mb:.0f}"})
             break
         results = run_together(n, {**_job(proxy, device, seconds), "precision": best["precision"], "channels_last": best["channels_last"]})
         total = sum(r["images_per_s"] for r in results)
@@ -110,11 +111,11 @@ def run_together(n: int, job: dict, timeout_s: float = 300) -> list[dict]:
 def worker(job: dict) -> dict:
     """Train the reference model on random images: warm up, wait at the barrier, time a window."""
     import torch
-    import torch.nn.functional as F
 
+    from devices.worker import memory_kb
     from mnas.model import build_model, small_input_cuts
     from mnas.presets import PRESETS
-    from mnas.train import model_input
+    from mnas.train import autocast_for, model_input, train_step
 
     if job.get("threads"):
         torch.set_num_threads(job["threads"])
@@ -128,16 +129,11 @@ def worker(job: dict) -> dict:
     gen = torch.Generator(device=device).manual_seed(0)
     x = torch.randint(0, 256, (batch * 4, res, res, 3), dtype=torch.uint8, device=device)
     y = torch.randint(0, job["num_classes"], (batch * 4,), device=device)
-    bf16 = job["precision"] == "bf16"
+    autocast = autocast_for(device, job["precision"] == "bf16")
 
     def step(i: int) -> None:
         sl = slice((i % 4) * batch, (i % 4 + 1) * batch)
-        inp = model_input(x[sl], device, res, True, gen, job["channels_last"])
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(model(inp).float(), y[sl])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(model, opt, model_input(x[sl], device, res, True, gen, job["channels_last"]), y[sl], autocast)
 
     def sync() -> None:
         if device.type == "cuda":
@@ -162,23 +158,15 @@ def worker(job: dict) -> dict:
     else:
         import platform
 
-        peak, total, name = _rss_peak_mb(), None, platform.processor() or platform.machine()
+        peak, total, name = memory_kb("VmHWM") / 1024, None, platform.processor() or platform.machine()
     return {"images_per_s": steps * batch / elapsed, "steps": steps, "seconds": elapsed, "peak_mb": peak, "total_mb": total, "device_name": name}
 
 
-def _rss_peak_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def main() -> None:
+    from search.trial import write_result
+
     job = json.loads(Path(sys.argv[1]).read_text())
-    result = worker(job)
-    tmp = Path(job["result"]).with_suffix(".tmp")
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, job["result"])
+    write_result(job["result"], worker(job))
 
 
 if __name__ == "__main__":
