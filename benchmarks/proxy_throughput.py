@@ -90,31 +90,29 @@ def run_naive(archs, train, val, cfg: TrainConfig, workers: int) -> tuple[list[d
 
 # ----- the optimized path: the search's own trial subprocesses ----------------------------------
 def run_optimized(archs, cache: Path, cfg: TrainConfig, per_gpu: int, parallel: int, work: Path) -> tuple[list[dict], float]:
+    """The search's own trials (no latency: training alone is timed), through the search's trial loop."""
     from search.executors import LocalExecutor
+    from search.spec import TrialData, TrialSpec
 
-    proxy = cfg.model_dump(exclude={"seed", "bn_calibration_images", "dropout", "momentum", "weight_decay", "warmup_fraction"})
-    executor = LocalExecutor(work, parallel, per_gpu, timeout_s=3600)
+    data = TrialData(spec=f"npz:{cache}", cache=str(cache))
     results: dict[int, dict] = {}
     queue = list(enumerate(archs))
     t0 = time.perf_counter()
-    try:
-        while queue or executor.running:
+    with LocalExecutor(work, parallel, per_gpu, timeout_s=3600) as executor:
+        while queue or executor.running():
             while queue and executor.free_slots() > 0:
                 i, arch = queue.pop(0)
-                executor.submit(i, {"trial_id": i, "stage": 1, "architecture": arch.to_dict(), "proxy": proxy, "latency": None,
-                                    "data_cache": str(cache), "seed": cfg.seed})
+                executor.submit(TrialSpec(trial_id=i, architecture=arch, train=cfg, data=data))
             for done in executor.poll(timeout=0.2):
                 r = done.result
-                if r["status"] != "succeeded":
-                    raise SystemExit(f"optimized trial {done.trial_id} failed: {r['error']}")
-                train = r["metrics"]["train"]
-                results[done.trial_id] = {"arch": done.trial_id, "top1": r["accuracy"], "seconds": r["metrics"]["timings"]["total_s"],
+                if r.status != "succeeded":
+                    raise SystemExit(f"optimized trial {done.trial_id} failed: {r.error}")
+                train = r.metrics["train"]
+                results[done.trial_id] = {"arch": done.trial_id, "top1": r.accuracy, "seconds": r.metrics["timings"]["total_s"],
                                           "images_per_s": train["images_per_s"], "precision": train["precision"],
                                           "channels_last": train["channels_last"], "data_on_device": train["data_on_device"],
                                           "first_step_s": train["first_step_seconds"], "worker": done.worker}
-                print(f"  optimized {len(results)}/{len(archs)}: arch {done.trial_id} top-1 {r['accuracy']:.4f} on {done.worker}", file=sys.stderr, flush=True)
-    finally:
-        executor.shutdown()
+                print(f"  optimized {len(results)}/{len(archs)}: arch {done.trial_id} top-1 {r.accuracy:.4f} on {done.worker}", file=sys.stderr, flush=True)
     return [results[i] for i in sorted(results)], time.perf_counter() - t0
 
 

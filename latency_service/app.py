@@ -83,18 +83,19 @@ def create_app(
     cache_hits = Counter("mnas_latency_cache_hits", "Answers served from the cache", registry=registry)
     app.state.cache, app.state.profile = cache, profile
 
-    def check_auth(request: Request) -> None:
+    def authorized(request: Request) -> bool:
         if token is None:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), token.encode()):
-            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+            return True
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and secrets.compare_digest(given.strip().encode(), token.encode())
 
     @app.middleware("http")
-    async def limits_and_counts(request: Request, call_next):
+    async def guard(request: Request, call_next):
+        """Auth first (an unauthenticated request gets 401 whatever it sends), then the upload limit."""
         length = request.headers.get("content-length")
-        if request.url.path == "/v1/measure" and length and length.isdigit() and int(length) > max_bytes + 64 * 1024:
+        if request.url.path.startswith("/v1/") and not authorized(request):
+            response = JSONResponse({"detail": "missing or wrong bearer token"}, 401, headers={"WWW-Authenticate": "Bearer"})
+        elif request.url.path == "/v1/measure" and length and length.isdigit() and int(length) > max_bytes + 64 * 1024:
             response = JSONResponse({"detail": f"upload is {int(length) / 1e6:.1f} MB; the limit is {max_upload_mb:g} MB"}, 413)
         else:
             response = await call_next(request)
@@ -106,8 +107,7 @@ def create_app(
         return {"status": "ok", "device": profile.name, "busy": lock.locked()}
 
     @app.get("/v1/devices")
-    async def devices(request: Request):
-        check_auth(request)
+    async def devices():
         return [
             {
                 "name": profile.name,
@@ -126,9 +126,8 @@ def create_app(
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/measurements/{model_sha256}")
-    async def cached_measurement(request: Request, model_sha256: str, input_shape: str | None = None):
+    async def cached_measurement(model_sha256: str, input_shape: str | None = None):
         """A cached answer by the model's sha256, so a client need not upload a model twice."""
-        check_auth(request)
         hit = cache.get(ResultCache.key(model_sha256.lower(), profile.settings_hash(), parse_shape(input_shape)))
         if hit is None:
             raise HTTPException(404, "not measured yet on this device; POST /v1/measure")
@@ -136,8 +135,7 @@ def create_app(
         return {**hit, "cached": True}
 
     @app.post("/v1/measure")
-    async def measure(request: Request, file: UploadFile = File(...), input_shape: str | None = Form(None)):
-        check_auth(request)
+    async def measure(file: UploadFile = File(...), input_shape: str | None = Form(None)):
         data = await file.read(max_bytes + 1)
         if len(data) > max_bytes:
             raise HTTPException(413, f"upload is over the {max_upload_mb:g} MB limit")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mnas.arch import make_divisible, mid_channels
+
 BN_MOMENTUM = 0.01
 BN_EPS = 1e-3
 
@@ -18,29 +20,40 @@ def batch_norm(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
 
 
+_ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hswish": nn.Hardswish, "swish": nn.SiLU}
+
+
 def activation(name: str) -> nn.Module:
-    return nn.ReLU6(inplace=True) if name == "relu6" else nn.ReLU(inplace=True)
+    return _ACTIVATIONS[name](inplace=True)
 
 
 class SqueezeExcite(nn.Module):
-    """Channel attention; reduced width comes from the *layer input* channels (TF reference)."""
+    """Channel attention: pool, reduce, act, expand, gate (sigmoid, or hard sigmoid for MobileNetV3)."""
 
-    def __init__(self, channels: int, reduced: int, act: str = "relu"):
+    def __init__(self, channels: int, reduced: int, act: str = "relu", hard_gate: bool = False):
         super().__init__()
         self.conv_reduce = nn.Conv2d(channels, reduced, 1, bias=True)
         self.act = activation(act)
         self.conv_expand = nn.Conv2d(reduced, channels, 1, bias=True)
+        self.gate = nn.Hardsigmoid() if hard_gate else nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = x.mean((2, 3), keepdim=True)
         s = self.conv_expand(self.act(self.conv_reduce(s)))
-        return x * torch.sigmoid(s)
+        return x * self.gate(s)
 
 
-def squeeze_excite(channels: int, in_chs: int, se_ratio: float, act: str) -> nn.Module:
+def se_reduced(channels: int, in_chs: int, se_ratio: float, style: str) -> int:
+    """Reduced width: from the layer input (TF MnasNet, EfficientNet) or the SE's own width, rounded to 8 (MobileNetV3)."""
+    return make_divisible(channels * se_ratio) if style == "expanded" else max(1, int(in_chs * se_ratio))
+
+
+def squeeze_excite(channels: int, in_chs: int, se_ratio: float, act: str, style: str = "input") -> nn.Module:
     if not se_ratio:
         return nn.Identity()
-    return SqueezeExcite(channels, max(1, int(in_chs * se_ratio)), act)
+    if style == "expanded":
+        return SqueezeExcite(channels, se_reduced(channels, in_chs, se_ratio, style), "relu", hard_gate=True)
+    return SqueezeExcite(channels, se_reduced(channels, in_chs, se_ratio, style), act)
 
 
 class PoolShortcut(nn.Module):
@@ -83,12 +96,12 @@ class _Layer(nn.Module):
 class ConvLayer(_Layer):
     """Regular kxk convolution + BN + activation (op ``conv``, timm ``cn``)."""
 
-    def __init__(self, in_chs, out_chs, kernel, stride, se_ratio=0.0, skip="identity", act="relu"):
+    def __init__(self, in_chs, out_chs, kernel, stride, se_ratio=0.0, skip="identity", act="relu", se_style="input"):
         super().__init__()
         self.conv = nn.Conv2d(in_chs, out_chs, kernel, stride, kernel // 2, bias=False)
         self.bn1 = batch_norm(out_chs)
         self.act1 = activation(act)
-        self.se = squeeze_excite(out_chs, in_chs, se_ratio, act)
+        self.se = squeeze_excite(out_chs, in_chs, se_ratio, act, se_style)
         self.shortcut = shortcut(skip, in_chs, out_chs, stride)
 
     def body(self, x):
@@ -98,14 +111,14 @@ class ConvLayer(_Layer):
 class DepthwiseSeparable(_Layer):
     """Depthwise kxk + BN + act, [SE], linear 1x1 projection + BN (op ``sepconv``, timm ``ds``)."""
 
-    def __init__(self, in_chs, out_chs, kernel, stride, se_ratio=0.0, skip="identity", act="relu"):
+    def __init__(self, in_chs, out_chs, kernel, stride, se_ratio=0.0, skip="identity", act="relu", se_style="input"):
         super().__init__()
         # Depth-wise convolution
         self.conv_dw = nn.Conv2d(in_chs, in_chs, kernel, stride, kernel // 2, groups=in_chs, bias=False)
         self.bn1 = batch_norm(in_chs)
         self.act1 = activation(act)
         # Squeeze-and-excitation
-        self.se = squeeze_excite(in_chs, in_chs, se_ratio, act)
+        self.se = squeeze_excite(in_chs, in_chs, se_ratio, act, se_style)
         # Point-wise linear projection
         self.conv_pw = nn.Conv2d(in_chs, out_chs, 1, bias=False)
         self.bn2 = batch_norm(out_chs)
@@ -120,9 +133,9 @@ class DepthwiseSeparable(_Layer):
 class InvertedResidual(_Layer):
     """MBConv: 1x1 expand + BN + act, depthwise kxk + BN + act, [SE], linear 1x1 + BN (timm ``ir``)."""
 
-    def __init__(self, in_chs, out_chs, kernel, stride, expansion, se_ratio=0.0, skip="identity", act="relu"):
+    def __init__(self, in_chs, out_chs, kernel, stride, expansion, se_ratio=0.0, skip="identity", act="relu", se_style="input"):
         super().__init__()
-        mid = in_chs * expansion
+        mid = mid_channels(in_chs, expansion)
         # Point-wise expansion
         self.conv_pw = nn.Conv2d(in_chs, mid, 1, bias=False)
         self.bn1 = batch_norm(mid)
@@ -132,7 +145,7 @@ class InvertedResidual(_Layer):
         self.bn2 = batch_norm(mid)
         self.act2 = activation(act)
         # Squeeze-and-excitation
-        self.se = squeeze_excite(mid, in_chs, se_ratio, act)
+        self.se = squeeze_excite(mid, in_chs, se_ratio, act, se_style)
         # Point-wise linear projection
         self.conv_pwl = nn.Conv2d(mid, out_chs, 1, bias=False)
         self.bn3 = batch_norm(out_chs)

@@ -1,4 +1,9 @@
-"""The ``mnas`` command line. Every user error ends in one line on stderr and exit status 2."""
+"""The model side of the ``mnas`` command line: ``arch``, ``space`` and ``train``.
+
+Commands are plain functions; ``add_model_commands`` registers them on an app, which
+``search.cli.build_app`` builds with the search-side commands. Every user error ends in
+one line on stderr and exit status 2 (``user_errors``).
+"""
 
 from __future__ import annotations
 
@@ -13,12 +18,6 @@ from rich.console import Console
 from rich.table import Table
 
 from mnas.errors import MnasError
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hardware-aware neural architecture search (MnasNet).")
-arch_app = typer.Typer(no_args_is_help=True, help="Inspect architectures.")
-space_app = typer.Typer(no_args_is_help=True, help="Inspect and sample the search space.")
-app.add_typer(arch_app, name="arch")
-app.add_typer(space_app, name="space")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -50,7 +49,6 @@ def _print_json(data) -> None:
 
 
 # ----- arch -------------------------------------------------------------------------------
-@arch_app.command("info")
 @user_errors
 def arch_info_cmd(
     arch: str = typer.Argument(..., help="preset name, architecture JSON file, or comma-separated timm block strings"),
@@ -62,11 +60,14 @@ def arch_info_cmd(
     """Parameters, multiply-adds (fvcore) and timm block strings of an architecture."""
     from mnas.arch import load_architecture
     from mnas.costs import arch_info
+    from mnas.recipe import check_width_mult
 
     if resolution < 8:
         raise MnasError(f"--resolution must be at least 8 pixels (got {resolution})")
-    if not 0 < width_mult <= 8:
-        raise MnasError(f"--width-mult must be in (0, 8] (got {width_mult})")
+    try:
+        check_width_mult(width_mult)
+    except ValueError as exc:
+        raise MnasError(f"--width-mult: {exc}") from None
     if num_classes < 1:
         raise MnasError(f"--num-classes must be at least 1 (got {num_classes})")
     info = arch_info(load_architecture(arch), resolution, width_mult, num_classes)
@@ -84,39 +85,61 @@ def arch_info_cmd(
 
 
 # ----- space ------------------------------------------------------------------------------
-@space_app.command("info")
-@user_errors
-def space_info_cmd(as_json: bool = typer.Option(False, "--json", help="print JSON")):
-    """Size and token layout of the MnasNet search space."""
-    from mnas.space import SearchSpace
+SPACE_ARG = typer.Argument("mnasnet", help="a shipped space (mnasnet, mobilenetv3, proxylessnas, tiny) or a space YAML file")
 
-    info = SearchSpace().info()
+
+@user_errors
+def space_info_cmd(space: str = SPACE_ARG, as_json: bool = typer.Option(False, "--json", help="print JSON")):
+    """Size and token layout of a search space."""
+    from mnas.space import load_space
+
+    info = load_space(space).info()
     if as_json:
         _print_json(info)
         return
+    console.print(f"{info['name']}: {info['description']}")
     console.print(f"base: {info['base']}")
-    console.print(f"{info['num_blocks']} blocks x {info['choices_per_block']} choices per block = 10^{info['size_log10']:.2f} architectures")
-    console.print(f"{info['num_tokens']} tokens: " + ", ".join(sorted({t['name'] for t in info['tokens']})))
+    console.print(f"{info['num_blocks']} blocks ({info['searched_blocks']} searched), choices per block {info['choices_per_block']}, "
+                  f"10^{info['size_log10']:.2f} architectures")
+    console.print(f"{info['num_tokens']} tokens: " + ", ".join(dict.fromkeys(t['name'] for t in info['tokens'])))
 
 
-@space_app.command("sample")
 @user_errors
 def space_sample_cmd(
+    space: str = SPACE_ARG,
     seed: int = typer.Option(0, help="random seed"),
     as_json: bool = typer.Option(False, "--json", help="print the architecture JSON"),
 ):
-    """Draw a random architecture from the search space."""
-    from mnas.space import SearchSpace
+    """Draw a random architecture from a search space."""
+    from mnas.space import load_space
 
-    arch = SearchSpace().sample(seed)
+    arch = load_space(space).sample(seed)
     if as_json:
         _print_json(arch.to_dict())
     else:
         console.print("\n".join(arch.to_timm()))
 
 
+@user_errors
+def space_around_cmd(
+    arch: str = typer.Argument(..., help="preset, architecture JSON file, or timm block strings (e.g. a search's best)"),
+    out: Path = typer.Option(..., "--out", help="space YAML to write"),
+    radius: int = typer.Option(1, help="steps along kernel, expansion, filters (x0.25) and depth"),
+    name: str = typer.Option("around", help="the new space's name"),
+):
+    """Write a smaller space centred on an architecture, for a second, finer search."""
+    import yaml
+
+    from mnas.arch import load_architecture
+    from mnas.space import space_around
+
+    space = space_around(load_architecture(arch), radius, name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(space.to_file(), sort_keys=False, default_flow_style=None))
+    console.print(f"wrote {out}: {len(space.tokens)} tokens, 10^{space.size_log10:.2f} architectures")
+
+
 # ----- train ------------------------------------------------------------------------------
-@app.command("train")
 @user_errors
 def train_cmd(
     arch: str = typer.Argument(..., help="preset, architecture JSON file, or timm block strings"),
@@ -156,9 +179,14 @@ def train_cmd(
     )
 
 
-def main() -> None:  # pragma: no cover
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
+def add_model_commands(app: typer.Typer) -> None:
+    """Register ``arch info``, ``space info|sample`` and ``train`` on ``app``."""
+    arch = typer.Typer(no_args_is_help=True, help="Inspect architectures.")
+    arch.command("info")(arch_info_cmd)
+    space = typer.Typer(no_args_is_help=True, help="Inspect and sample the search space.")
+    space.command("info")(space_info_cmd)
+    space.command("sample")(space_sample_cmd)
+    space.command("around")(space_around_cmd)
+    app.add_typer(arch, name="arch")
+    app.add_typer(space, name="space")
+    app.command("train")(train_cmd)

@@ -171,6 +171,18 @@ def stratified_split(labels: np.ndarray, val_fraction: float = 0.1, seed: int = 
     return np.sort(train_idx), np.sort(val_idx)
 
 
+def fraction_of(source, fraction: float, seed: int = 0):
+    """A seeded, class-stratified share of a source (a proxy's data_fraction); all of it at 1."""
+    if fraction >= 1:
+        return source
+    n = len(source)
+    classes = len(np.unique(source.labels))
+    if round(n * fraction) < classes:
+        raise DataError(f"data_fraction {fraction:g} of {n} images leaves fewer images than the {classes} classes")
+    keep, _ = stratified_split(source.labels, 1 - fraction, seed)
+    return source.subset(keep)
+
+
 # ----- loading ----------------------------------------------------------------------------
 def load_dataset(spec: str) -> Dataset:
     kind, _, arg = spec.partition(":")

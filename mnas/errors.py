@@ -20,3 +20,7 @@ class DataError(MnasError):
 
 class ExportError(MnasError):
     """A model could not be exported to the requested format."""
+
+
+class SpaceError(MnasError):
+    """A search-space file is missing, malformed, or describes an impossible space."""

@@ -33,16 +33,22 @@ def export_model(
     resolution: int = 224,
     exporter: str = "torchscript",
     quiet: bool = True,
+    input_shape: tuple[int, int, int, int] | None = None,
 ) -> Path:
-    """Write ``model`` (set to eval mode on the CPU) to ``out`` in format ``fmt``."""
+    """Write ``model`` (set to eval mode on the CPU) to ``out`` in format ``fmt``.
+
+    The input is ``1 x 3 x resolution x resolution`` unless ``input_shape`` says otherwise
+    (a single layer's input, for per-layer measurement)."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
     if not 8 <= resolution <= 1024:
         raise ExportError(f"resolution must be between 8 and 1024 pixels (got {resolution})")
+    if input_shape is not None and (len(input_shape) != 4 or input_shape[0] != 1 or min(input_shape) < 1):
+        raise ExportError(f"input_shape must be 1 x C x H x W (got {input_shape})")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().to("cpu", torch.float32)
-    example = torch.randn(1, 3, resolution, resolution)
+    example = torch.randn(*(input_shape or (1, 3, resolution, resolution)))
     tmp = out.with_name(out.name + ".partial")
     try:
         with _silenced(quiet):

@@ -14,46 +14,15 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 
 from mnas.arch import Architecture
 from mnas.data import DeviceSource, prepare_batch
-from mnas.model import build_model, small_input_cuts
-
-
-class TrainConfig(BaseModel):
-    """Training settings; the defaults are the documented recipe."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    epochs: int = Field(default=5, ge=1)
-    batch_size: int = Field(default=128, ge=1)
-    resolution: int = Field(default=32, ge=8, le=1024)
-    lr: float | None = Field(default=None, gt=0, description="peak learning rate; default 0.2 x batch/256")
-    momentum: float = 0.9
-    weight_decay: float = 4e-5
-    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
-    warmup_fraction: float = Field(default=0.03, ge=0, lt=1)
-    width_mult: float = 1.0
-    dropout: float = 0.2
-    stride_cuts: int | None = Field(default=None, ge=0, le=6, description="leading stride-2 steps run at stride 1; default by resolution")
-    bn_calibration_images: int = 2048
-    device: str = "auto"
-    precision: str = Field(default="auto", pattern="^(auto|fp32|bf16)$", description="auto: bf16 autocast on CUDA, fp32 elsewhere")
-    channels_last: bool | None = Field(default=None, description="default on: 2.4-2.9x faster on the CPU (oneDNN)")
-    data_on_device: bool | None = Field(default=None, description="hold the split on the GPU as uint8; default when it fits")
-    compile: Literal["off", "default", "reduce-overhead"] = Field(default="off", description="torch.compile the training step; reduce-overhead adds CUDA graphs")
-    seed: int = 0
-
-    def cuts(self) -> int:
-        return self.stride_cuts if self.stride_cuts is not None else small_input_cuts(self.resolution)
-
-    def peak_lr(self) -> float:
-        return self.lr if self.lr is not None else 0.2 * self.batch_size / 256
+from mnas.model import build_model
+from mnas.recipe import TrainConfig  # noqa: F401  (declared torch-free; trainers import it from here)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -147,11 +116,17 @@ def train_model(
     cfg: TrainConfig | None = None,
     out_dir: str | Path | None = None,
     progress: bool = False,
+    before_step: Callable[[], None] | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> dict:
     """Train ``arch`` on ``train_source``, evaluate on ``eval_source``; return metrics.
 
     With ``out_dir`` it writes ``checkpoint.pt`` (architecture, weights, config) and
-    ``metrics.json`` there.
+    ``metrics.json`` there. ``before_step`` runs before every optimiser step (a search uses
+    it to pause training while another trial measures latency on the same CPU). ``on_epoch``
+    gets each epoch's evaluation (epoch, top1, loss, train_loss, seconds): the learning curve a
+    search stops hopeless trials by. Those evaluations leave the training itself unchanged (the
+    random state is restored after each), so the final accuracy is the same with or without.
     """
     cfg = cfg or TrainConfig()
     device = resolve_device(cfg.device)
@@ -182,6 +157,8 @@ def train_model(
             t0 = time.perf_counter()
             loss_sum, seen = torch.zeros((), device=device), 0
             for x, y in train_source.batches(cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch, resolution=cfg.resolution):
+                if before_step is not None:
+                    before_step()
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(step, total_steps, cfg.peak_lr(), warmup)
                 x = model_input(x, device, cfg.resolution, True, gen, channels_last)
@@ -201,10 +178,16 @@ def train_model(
             train_seconds += seconds
             images += seen
             history.append({"epoch": epoch + 1, "train_loss": epoch_loss, "seconds": seconds})
+            if on_epoch is not None and epoch + 1 < cfg.epochs:
+                history[-1].update(_evaluate_keeping_rng(model, train_source, eval_source, cfg, device, channels_last, autocast))
+                on_epoch(dict(history[-1]))
 
     t_eval = time.perf_counter()
     calibrate_bn(model, train_source, cfg, device, channels_last)
     result = evaluate(model, eval_source, cfg, device, channels_last, autocast)
+    history[-1].update(top1=result["top1"], loss=result["loss"])
+    if on_epoch is not None:
+        on_epoch(dict(history[-1]))
     metrics = {
         "top1": result["top1"],
         "eval_loss": result["loss"],
@@ -229,6 +212,18 @@ def train_model(
     if out_dir is not None:
         save_checkpoint(model, arch, num_classes, cfg, metrics, out_dir)
     return metrics
+
+
+def _evaluate_keeping_rng(model, train_source, eval_source, cfg: TrainConfig, device, channels_last: bool, autocast) -> dict:
+    """Mid-training evaluation (BN calibrated as at the end) that leaves the random state as it was."""
+    cpu_state = torch.random.get_rng_state()
+    cuda_state = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    calibrate_bn(model, train_source, cfg, device, channels_last)
+    result = evaluate(model, eval_source, cfg, device, channels_last, autocast)
+    torch.random.set_rng_state(cpu_state)
+    if cuda_state is not None:
+        torch.cuda.set_rng_state(cuda_state, device)
+    return {"top1": result["top1"], "loss": result["loss"]}
 
 
 def step_module(model: torch.nn.Module, compile_mode: str) -> torch.nn.Module:

@@ -1,7 +1,10 @@
 """The full ``mnas`` command: the model-side commands of mnas.cli plus latency and search.
 
-Lives on the search side because it reaches the latency service's client, which the
-model side (``mnas``) must not import.
+``build_app()`` assembles it explicitly; ``app`` (the console script) and
+``python -m search.cli`` are the same app. It lives on the search side because it reaches
+the latency service's client, which the model side (``mnas``) must not import. Module
+imports stay light (no torch, no pandas): each command imports what it needs, so that
+``mnas status`` starts fast.
 """
 
 from __future__ import annotations
@@ -14,16 +17,12 @@ from typing import Optional
 
 import typer
 
-from mnas.cli import app, console, user_errors
+from mnas.cli import add_model_commands, console, user_errors
 from mnas.errors import MnasError
-
-latency_app = typer.Typer(no_args_is_help=True, help="Measure latency and memory on a target device.")
-app.add_typer(latency_app, name="latency")
 
 MODEL_SUFFIXES = {".onnx", ".tflite"}
 
 
-@latency_app.command("measure")
 @user_errors
 def latency_measure_cmd(
     target: str = typer.Argument(..., help="a .onnx/.tflite file, or an architecture (preset, JSON file, timm strings)"),
@@ -81,15 +80,6 @@ def _measure_architecture(measurer, target: str, resolution: int, num_classes: i
         return measurer.measure(path, shape)
 
 
-def main() -> None:  # pragma: no cover
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
-
-@app.command("search")
 @user_errors
 def search_cmd(
     config: Optional[Path] = typer.Argument(None, help="search config YAML (optional with --resume)"),
@@ -103,7 +93,8 @@ def search_cmd(
     import time as _time
 
     from search.config import load_config
-    from search.scheduler import Orchestrator, open_search
+    from search.experiment import open_search
+    from search.stage1 import run_search
 
     if executor not in (None, "local", "ray"):
         raise MnasError(f"--executor must be local or ray (got {executor!r})")
@@ -113,9 +104,11 @@ def search_cmd(
     directory = resume or out or Path("runs") / f"{cfg.name}-{_time.strftime('%Y%m%d-%H%M%S')}"
     cfg = open_search(cfg, directory, resume is not None)
     console.print(f"experiment: {directory}  ({cfg.max_trials} trials, {cfg.max_parallel_trials} parallel, controller {cfg.controller.type})")
-    outcome = Orchestrator(cfg, directory, executor, progress=progress, tensorboard=tensorboard).run()
+    outcome = run_search(cfg, directory, executor, progress=progress, tensorboard=tensorboard)
     c = outcome.counts
-    console.print(f"stopped: {outcome.reason}. {c['succeeded']} succeeded, {c['failed']} failed, {outcome.seconds:.0f} s")
+    early = f", {c['early_stopped']} stopped early" if c["early_stopped"] else ""
+    early += f", {c['prefiltered']} prefiltered" if c["prefiltered"] else ""
+    console.print(f"stopped: {outcome.reason}. {c['succeeded']} succeeded, {c['failed']} failed{early}, {outcome.seconds:.0f} s")
     if outcome.best:
         from mnas.arch import Architecture
 
@@ -126,7 +119,6 @@ def search_cmd(
         raise typer.Exit(3)
 
 
-@app.command("stage2")
 @user_errors
 def stage2_cmd(
     directory: Path = typer.Argument(..., help="experiment directory of a stage-1 search"),
@@ -138,11 +130,13 @@ def stage2_cmd(
     from rich.table import Table
 
     from mnas.arch import Architecture
-    from search.scheduler import Orchestrator, open_search
+    from search.experiment import open_search
     from search.stage2 import run_stage2
 
+    if executor not in (None, "local", "ray"):
+        raise MnasError(f"--executor must be local or ray (got {executor!r})")
     cfg = open_search(None, directory, resume=True)
-    rows = run_stage2(Orchestrator(cfg, directory, executor, progress=False), top, epochs)
+    rows = run_stage2(cfg, directory, top, epochs, executor)
     table = Table(title=f"stage 2: top {len(rows)} of {directory}")
     for col in ("rank", "stage-1 trial", "stage-1 top-1", "stage-2 top-1", "latency ms", "reward", "architecture"):
         table.add_column(col)
@@ -156,7 +150,6 @@ def stage2_cmd(
     console.print(table)
 
 
-@app.command("report")
 @user_errors
 def report_cmd(
     directory: Path = typer.Argument(..., help="experiment directory"),
@@ -169,7 +162,6 @@ def report_cmd(
     console.print(f"wrote {page} (and the PNGs and top.csv beside it)")
 
 
-@app.command("status")
 @user_errors
 def status_cmd(
     directory: Path = typer.Argument(..., help="experiment directory"),
@@ -178,24 +170,26 @@ def status_cmd(
     """Progress and advice (converging, too many failures, not rising after 500 trials, or keep going)."""
     from rich.table import Table
 
-    from search.analysis import advice, load_config_of, load_trials
+    from search.analysis import load_experiment
 
-    cfg = load_config_of(directory)
-    a = advice(load_trials(directory))
+    cfg, _, a = load_experiment(directory)
     a["max_trials"] = cfg.max_trials
     if as_json:
         sys.stdout.write(json.dumps(a, indent=2) + "\n")
         return
     table = Table(show_header=False, title=f"{cfg.name}: {directory}")
-    table.add_row("trials", f"{a['finished']}/{cfg.max_trials} finished: {a['succeeded']} succeeded, {a['failed']} failed ({a['failure_rate']:.0%}); {a['running']} running, {a['pending']} pending")
+    table.add_row("trials", f"{a['finished']}/{cfg.max_trials} finished: {a['succeeded']} succeeded, {a['failed']} failed ({a['failure_rate']:.0%}), {a['early_stopped']} stopped early, {a.get('prefiltered', 0)} prefiltered; {a['running']} running, {a['pending']} pending")
     table.add_row("best reward", "-" if a["best_reward"] is None else f"{a['best_reward']:.4f}")
+    if "hypervolume" in a:
+        table.add_row("Pareto front", f"{a['front_size']} architectures; hypervolume {a['hypervolume']:.4g} "
+                      f"(at half the trials: {a['hypervolume_at_half']:.4g}; reference: top-1 {cfg.reward.accuracy_threshold:g}, "
+                      f"{cfg.reward.target_ms:g} ms)")
     if "variance_recent" in a:
         table.add_row("reward variance", f"{a['variance_previous']:.2e} -> {a['variance_recent']:.2e}")
     table.add_row("advice", f"[bold]{a['verdict']}[/]: {a['why']}")
     console.print(table)
 
 
-@app.command("tune")
 @user_errors
 def tune_cmd(
     config: Path = typer.Argument(..., help="search config YAML (its proxy: resolution, batch size, width)"),
@@ -236,7 +230,6 @@ def tune_cmd(
                   f"(measured in {result['seconds']:.0f} s)")
 
 
-@app.command("estimate")
 @user_errors
 def estimate_cmd(
     config: Path = typer.Argument(..., help="search config YAML"),
@@ -252,12 +245,12 @@ def estimate_cmd(
     from search.config import load_config
     from search.estimate import estimate, trial_seconds_from, trial_seconds_probe
 
+    from search.tuning import Tuning, slots_per_gpu
+
     cfg = load_config(config)
     seconds = trial_seconds_from(from_dir) if from_dir else trial_seconds_probe(cfg, probe)
-    packing = cfg.executor.trials_per_gpu
-    if packing == "auto":  # what the experiment measured, else one per GPU
-        tuned = Path(from_dir or ".", "tuning.json")
-        packing = json.loads(tuned.read_text())["trials_per_gpu"] if from_dir and tuned.is_file() else 1
+    tuned = Path(from_dir, "tuning.json") if from_dir else None  # what the experiment measured, else one per GPU
+    packing = slots_per_gpu(cfg.executor, Tuning.model_validate_json(tuned.read_text()) if tuned and tuned.is_file() else None)
     e = estimate(cfg, seconds, gpus_per_trial or 1 / packing, price, stage2_top, stage2_epochs)
     if as_json:
         sys.stdout.write(json.dumps(e, indent=2) + "\n")
@@ -271,7 +264,6 @@ def estimate_cmd(
 
 
 # ----- export: one architecture, or the winners of an experiment ---------------------------
-@app.command("export")
 @user_errors
 def export_cmd(
     arch: str = typer.Argument(..., help="preset, architecture JSON file, timm block strings, or an experiment directory"),
@@ -283,14 +275,24 @@ def export_cmd(
     top: int = typer.Option(3, min=1, help="experiment: how many winners by reward"),
     checkpoint: Optional[Path] = typer.Option(None, help="one architecture: checkpoint.pt from `mnas train`; "
                                               "an experiment: use 'stage2' to take the stage-2 weights"),
+    quantize: Optional[str] = typer.Option(None, help="int8 (static: per-channel int8 weights, int8 activations) or dynamic (int8 weights)"),
+    calibration: Optional[str] = typer.Option(None, help="int8: data spec whose training images calibrate the scales (digits, npz:DIR, ...)"),
+    calibration_samples: int = typer.Option(256, min=1, help="int8: calibration images"),
 ):
-    """Export an architecture to ONNX or TFLite, or an experiment's top-k winners with their metrics."""
-    from mnas.export import export_architecture, export_model
+    """Export an architecture to ONNX or TFLite (float, or quantized with --quantize), or an experiment's top-k winners."""
+    from mnas.export import export_model
+
+    if quantize not in (None, "int8", "dynamic"):
+        raise MnasError(f"--quantize must be int8 or dynamic (got {quantize!r})")
+    if quantize == "int8" and not calibration and not Path(arch).is_dir():
+        raise MnasError("--quantize int8 needs --calibration DATA_SPEC (training images that set the int8 scales)")
 
     if Path(arch).is_dir():
         from search.winners import export_winners
 
         formats = [f.strip() for f in fmt.split(",") if f.strip()]
+        if quantize:
+            raise MnasError("--quantize exports one architecture or checkpoint; an experiment's winners are exported in float")
         written = export_winners(Path(arch), out, top, formats, resolution, use_stage2=checkpoint is not None and str(checkpoint) == "stage2")
         for path in written:
             console.print(f"wrote {path}")
@@ -304,13 +306,25 @@ def export_cmd(
 
         if not checkpoint.is_file():
             raise MnasError(f"checkpoint not found: {checkpoint}")
-        path = export_model(load_checkpoint(checkpoint), out, fmt, resolution or 224)
+        model = load_checkpoint(checkpoint)
     else:
-        path = export_architecture(load_architecture(arch), out, fmt, resolution or 224, num_classes or 1000, width_mult)
-    console.print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+        from mnas.model import build_model
+
+        model = build_model(load_architecture(arch), num_classes or 1000, width_mult)
+    if not quantize:
+        path = export_model(model, out, fmt, resolution or 224)
+        console.print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+        return
+    from mnas.quantize import calibration_inputs, int8_tensors, quantize_model, random_inputs, top1_agreement
+
+    res = resolution or 224
+    inputs = calibration_inputs(calibration, res, calibration_samples) if calibration else random_inputs(res)
+    path = quantize_model(model, out, fmt, res, quantize, inputs)
+    agree = top1_agreement(model, path, inputs)
+    console.print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {quantize}, {int8_tensors(path)} int8 tensors); "
+                  f"top-1 agrees with the float model on {agree:.1%} of {len(inputs)} {'calibration' if calibration else 'random'} inputs")
 
 
-@app.command("dashboard")
 @user_errors
 def dashboard_cmd(
     directory: Path = typer.Argument(..., help="experiment directory (a running or finished search)"),
@@ -321,9 +335,225 @@ def dashboard_cmd(
     """Serve the report on loopback and rebuild it while the search runs (reads the store only)."""
     import uvicorn
 
-    from search.analysis import open_store
     from search.dashboard import create_dashboard
+
+    from search.experiment import open_store
 
     open_store(directory).close()  # a clear error for a directory that holds no experiment
     console.print(f"dashboard for {directory} on http://{host}:{port} (rebuilt every {refresh:g} s)")
     uvicorn.run(create_dashboard(directory, refresh), host=host, port=port, log_level="warning")
+
+
+def _device_profile(device: str):
+    """A device profile by name or path, or one clear error."""
+    from devices.errors import ProfileError
+    from devices.profile import load_profile
+
+    try:
+        return load_profile(device)
+    except ProfileError as exc:
+        raise MnasError(str(exc)) from None
+
+
+@user_errors
+def latency_predict_cmd(
+    arch: str = typer.Argument(..., help="preset, architecture JSON file, or timm block strings"),
+    predictor: Path = typer.Option(..., help="predictor file from mnas predictor build"),
+    resolution: Optional[int] = typer.Option(None, help="one of the predictor's resolutions (default its first)"),
+    device: Optional[str] = typer.Option(None, help="device profile the figures are for: refused if the predictor was built for another"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+):
+    """Predicted latency, peak memory and per-block breakdown from a predictor file (no measurement)."""
+    from rich.table import Table
+
+    from mnas.arch import load_architecture
+    from search.predictor import Predictor
+
+    p = Predictor.load(predictor)
+    if device:
+        profile = _device_profile(device)
+        p.check_device(profile.name, profile.settings_hash())
+    architecture = load_architecture(arch)
+    result = p.predict(architecture, resolution)
+    if as_json:
+        sys.stdout.write(json.dumps({**result.to_dict(), "device": p.device, "resolution": resolution or p.resolutions[0]}, indent=2) + "\n")
+        return
+    table = Table(title=f"{arch} on {p.device['name']} (predicted)")
+    table.add_column("part")
+    table.add_column("ms (layer sum)", justify="right")
+    names = ["stem"] + [f"block {i + 1}" for i in range(len(architecture.blocks))] + ["head"]
+    for name, ms in zip(names, result.blocks):
+        table.add_row(name, f"{ms:.4f}")
+    console.print(table)
+    note = f" ({result.off_table} layers off the table, estimated)" if result.off_table else ""
+    console.print(f"latency {result.latency_ms:.3f} ms, peak memory {result.peak_memory_mb:.1f} MB{note}")
+
+
+@user_errors
+def latency_profile_cmd(
+    arch: str = typer.Argument(..., help="preset, architecture JSON file, or timm block strings"),
+    device: Optional[str] = typer.Option(None, help="device profile (onnxruntime backend) to profile on, here"),
+    url: Optional[str] = typer.Option(None, help="a latency service (not yet: profiling runs in-process)"),
+    resolution: int = typer.Option(224, help="input resolution"),
+    num_classes: int = typer.Option(1000, min=1),
+    runs: int = typer.Option(30, min=1, help="profiled runs (after 10 warm-up runs)"),
+    predictor: Optional[Path] = typer.Option(None, help="also show this predictor's per-block figures"),
+    top: int = typer.Option(10, min=0, help="slowest operators to list"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+):
+    """Where the time goes: measured time per part and the slowest operators (onnxruntime's profiler)."""
+    from rich.table import Table
+
+    from devices.errors import MeasurementError
+    from mnas.arch import load_architecture
+    from search.predictor import Predictor
+    from search.profiling import profile_architecture
+
+    if url or not device:
+        raise MnasError("give --device PROFILE: per-operator profiling runs in-process with the profile's settings "
+                        "(a latency service does not offer it yet)")
+    profile = _device_profile(device)
+    p = Predictor.load(predictor) if predictor else None
+    if p is not None:
+        p.check_device(profile.name, profile.settings_hash())
+    try:
+        result = profile_architecture(load_architecture(arch), profile, resolution, num_classes, runs, p)
+    except MeasurementError as exc:
+        raise MnasError(str(exc)) from None
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    table = Table(title=f"{arch} on {profile.name}, {resolution} px: {result['run_ms']:.3f} ms per run (median of {result['runs']})")
+    for col in ("part", "ms", "share") + (("predicted ms (layer sum)",) if p else ()):
+        table.add_column(col, justify="left" if col == "part" else "right")
+    for row in result["parts"]:
+        cells = [row["part"], f"{row['ms']:.4f}", f"{row['share']:.1%}"]
+        if p:
+            cells.append("" if row.get("predicted_ms") is None else f"{row['predicted_ms']:.4f}")
+        table.add_row(*cells)
+    console.print(table)
+    if p:
+        console.print(f"predicted latency {result['predicted_latency_ms']:.3f} ms (whole-model correction applied)")
+    if top:
+        slow = Table(title=f"slowest {top} operators")
+        for col in ("node", "op", "part", "ms"):
+            slow.add_column(col)
+        for node in result["nodes"][:top]:
+            slow.add_row(node["node"], node["op"], node["part"], f"{node['ms']:.4f}")
+        console.print(slow)
+
+
+@user_errors
+def predictor_build_cmd(
+    out: Path = typer.Option(..., "--out", help="predictor file to write (JSON)"),
+    resolution: list[int] = typer.Option(..., help="input resolution(s) to cover; repeat for several"),
+    url: Optional[str] = typer.Option(None, help="latency service URL"),
+    device: Optional[str] = typer.Option(None, help="device profile (name or YAML): measure here, in-process"),
+    token: Optional[str] = typer.Option(None, envvar="MNAS_LATENCY_TOKEN"),
+    num_classes: int = typer.Option(1000, min=1, help="classifier outputs of the measured models"),
+    layers: int = typer.Option(400, min=10, help="layer configurations measured per resolution (the rest are regressed)"),
+    models: int = typer.Option(60, min=5, help="whole models measured per resolution (the correction and memory fit)"),
+    seed: int = typer.Option(0),
+    cache: Optional[Path] = typer.Option(None, help="measurement cache (default OUT.cache.sqlite); a rerun resumes from it"),
+    space: str = typer.Option("mnasnet", help="the search space whose layers it covers: a shipped name or a space YAML file"),
+):
+    """Build a latency and memory predictor for a device from per-layer and whole-model measurements."""
+    from latency_service.client import LatencyServiceError, make_measurer
+    from mnas.space import load_space
+    from search.predictor import build_predictor, save
+
+    searched = load_space(space)
+    try:
+        source = make_measurer(url=url, device=device, token=token)
+        try:
+            doc = build_predictor(source, searched, resolution, num_classes, cache or out.with_suffix(".cache.sqlite"),
+                                  layers, models, seed, log=lambda line: console.print(line, soft_wrap=True))
+        finally:
+            source.close()
+    except LatencyServiceError as exc:
+        raise MnasError(str(exc)) from None
+    save(doc, out)
+    for r, part in doc["resolutions"].items():
+        v, b = part["validation"], part["build"]
+        console.print(f"{r} px: {b['layers_measured']} of {b['layer_configs']} layer configs and {b['models_measured']} models measured "
+                      f"({b['fresh_measurements']} new) in {b['seconds']:.0f} s; layer model {v['layer_model']['chosen']}; held-out models: "
+                      f"latency {v['latency']['within_10pct']:.0%} within 10%, memory {v['memory']['within_10pct']:.0%} within 10%",
+                      soft_wrap=True)
+    console.print(f"wrote {out}")
+
+
+@user_errors
+def controllers_compare_cmd(
+    table: str = typer.Option("cifar10-16px", "--table", help="a shipped table (search/tables/) or a table JSON file"),
+    controllers: list[str] = typer.Option(["random", "evolution", "ppo"], "--controller", "-c",
+                                          help="controllers to run (repeat the option); random always runs: it sets the bar"),
+    proposals: int = typer.Option(300, min=1, help="proposals per controller and seed"),
+    ax_proposals: int | None = typer.Option(None, min=1, help="fewer proposals for ax (each refits its model)"),
+    seeds: list[int] = typer.Option([0, 1, 2], "--seed", help="seeds (repeat the option)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+):
+    """Compare controllers in seconds on a surrogate fitted to architectures really trained (search/surrogate.py)."""
+    from dataclasses import asdict
+
+    from search.controllers import CONTROLLERS
+    from search.surrogate import compare, format_comparison, load_table
+
+    unknown = [c for c in controllers if c not in CONTROLLERS]
+    if unknown:
+        raise MnasError(f"unknown controller(s) {unknown}; use {', '.join(CONTROLLERS)}")
+    try:
+        loaded = load_table(table)
+    except (OSError, ValueError, KeyError) as exc:
+        raise MnasError(f"cannot read trial table {table!r}: {exc}") from None
+    result = compare(loaded, controllers, proposals, seeds, ax_proposals, name=table)
+    if as_json:
+        sys.stdout.write(json.dumps(asdict(result), indent=2) + "\n")
+    else:
+        console.print(format_comparison(result), soft_wrap=True, highlight=False)
+
+
+def controllers_app() -> typer.Typer:
+    sub = typer.Typer(no_args_is_help=True, help="Search controllers: compare them on real trial data.")
+    sub.command("compare")(controllers_compare_cmd)
+    return sub
+
+
+def latency_app() -> typer.Typer:
+    sub = typer.Typer(no_args_is_help=True, help="Measure latency and memory on a target device.")
+    sub.command("measure")(latency_measure_cmd)
+    sub.command("predict")(latency_predict_cmd)
+    sub.command("profile")(latency_profile_cmd)
+    return sub
+
+
+def predictor_app() -> typer.Typer:
+    sub = typer.Typer(no_args_is_help=True, help="Latency and memory predictors built for your device.")
+    sub.command("build")(predictor_build_cmd)
+    return sub
+
+
+SEARCH_COMMANDS = {
+    "search": search_cmd, "stage2": stage2_cmd, "report": report_cmd, "status": status_cmd, "tune": tune_cmd,
+    "estimate": estimate_cmd, "export": export_cmd, "dashboard": dashboard_cmd,
+}
+
+
+def build_app() -> typer.Typer:
+    """The whole ``mnas`` command: model-side commands, ``latency``, and the search commands."""
+    app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hardware-aware neural architecture search (MnasNet).")
+    add_model_commands(app)
+    app.add_typer(latency_app(), name="latency")
+    app.add_typer(predictor_app(), name="predictor")
+    app.add_typer(controllers_app(), name="controllers")
+    from search.proxy.cli import proxy_app
+
+    app.add_typer(proxy_app(), name="proxy")
+    for name, command in SEARCH_COMMANDS.items():
+        app.command(name)(command)
+    return app
+
+
+app = build_app()
+
+if __name__ == "__main__":
+    app()

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mnas.errors import MnasError
 from mnas.reward import Reward
-from mnas.train import TrainConfig
+from mnas.recipe import Recipe, TrainConfig
+from mnas.yamlfiles import read_yaml_mapping
 
 
 class ConfigError(MnasError):
@@ -22,42 +23,63 @@ class _Strict(BaseModel):
 
 
 class SpaceConfig(_Strict):
-    base: Literal["mobilenet-v2"] = "mobilenet-v2"
-    act: Literal["relu", "relu6"] = "relu"
+    """The search space: a shipped name (mnasnet, mobilenetv3, proxylessnas, tiny) or a space
+    YAML file; ``space: NAME`` is short for ``space: {name: NAME}``. When a search starts, the
+    space's definition is recorded with it, so resuming never reads the file again and a
+    changed file cannot change a running search."""
+
+    name: str = "mnasnet"
+    act: Literal["relu", "relu6", "hswish", "swish"] | None = Field(default=None, description="overrides the space's activation")
+    base: Literal["mobilenet-v2"] | None = Field(default=None, description="configs before spaces as data: the mnasnet space's base")
+    definition: dict | None = Field(default=None, description="recorded when a search starts; leave it out")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_alone(cls, data):
+        return {"name": data} if isinstance(data, str) else data
+
+    def build(self):
+        """The SearchSpace (a SpaceError names the problem in a bad space file)."""
+        from mnas.space import load_space
+
+        return load_space(self.definition or self.name, act=self.act)
+
+    def recorded(self) -> "SpaceConfig":
+        return self.model_copy(update={"definition": self.build().to_file(), "act": None})
 
 
-class ProxyConfig(_Strict):
-    """The proxy task, fixed for the whole search (same recipe for every trial)."""
+class PrefilterConfig(_Strict):
+    """Skip training a candidate whose training-free score (mnas.zero_cost) is below the
+    ``quantile`` of the scores of the trials trained so far, once ``min_trials`` have one. The
+    skipped trial is recorded as ``prefiltered`` (its scores, no accuracy, no latency), counts
+    toward max_trials, and is not told to the controller (as a failure is not). Off unless
+    set: turn it on only where ``mnas proxy search`` or ``mnas report`` measured a high tau
+    between that score and accuracy."""
+
+    score: Literal["params", "macs", "synflow", "zico"] = "zico"
+    quantile: float = Field(default=0.1, gt=0, lt=1)
+    min_trials: int = Field(default=20, ge=2)
+
+
+class ProxyConfig(Recipe):
+    """The proxy task, fixed for the whole search: the data, its stage-1 split, and the
+    training recipe (every field of ``mnas.recipe.Recipe``) that every trial uses."""
 
     data: str = Field(description="digits | npz:DIR | imagefolder:DIR")
     val_fraction: float = Field(default=0.1, gt=0, lt=1)
     split_seed: int = 0
-    epochs: int = Field(default=5, ge=1)
-    batch_size: int = Field(default=128, ge=1)
-    resolution: int = Field(default=32, ge=8, le=1024)
-    lr: float | None = Field(default=None, gt=0)
-    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
-    width_mult: float = Field(default=1.0, gt=0, le=8)
-    stride_cuts: int | None = Field(default=None, ge=0, le=6)
-    device: str = "auto"
-    precision: Literal["auto", "fp32", "bf16"] = Field(default="auto", description="auto: measured on the GPU at search start (search.tuning); fp32 on the CPU")
-    channels_last: bool | None = Field(default=None, description="None: measured on the GPU at search start; on (2.4-2.9x faster) on the CPU")
-    data_on_device: bool | None = Field(default=None, description="hold the split on the GPU; default when it fits")
-    compile: Literal["off", "default", "reduce-overhead"] = "off"
-
-    @field_validator("compile", mode="before")
-    @classmethod
-    def _yaml_off(cls, value):
-        return "off" if value is False else value  # YAML reads a bare `off` as false
+    data_fraction: float = Field(default=1.0, gt=0, le=1, description="share of the stage-1 training split each trial "
+                                 "trains on (per class, seeded); validation stays whole")
+    prefilter: PrefilterConfig | None = Field(default=None, description="skip candidates whose zero-cost score is far below the rest")
 
     def tunable(self) -> bool:
+        """Whether a setting is left to measurement on the GPU (search.tuning)."""
         return self.precision == "auto" or self.channels_last is None
 
-    def train_config(self, epochs: int | None = None) -> TrainConfig:
-        fields = self.model_dump(exclude={"data", "val_fraction", "split_seed"})
-        if epochs is not None:
-            fields["epochs"] = epochs
-        return TrainConfig(**fields)
+    def train_config(self, seed: int = 0, **overrides) -> TrainConfig:
+        """The TrainConfig one trial runs: this recipe, the search's seed, and overrides
+        (e.g. stage 2's epochs, or the precision measured at search start)."""
+        return TrainConfig(**{**self.recipe(), **overrides}, seed=seed)
 
 
 class LatencyConfig(_Strict):
@@ -68,17 +90,39 @@ class LatencyConfig(_Strict):
     token_env: str = "MNAS_LATENCY_TOKEN"
     resolution: int = Field(default=224, ge=8, le=1024, description="input size the model is measured at")
     num_classes: int | None = Field(default=None, ge=1, description="classifier size when measured; default the dataset's")
+    predictor: str | None = Field(default=None, description="predictor file (mnas predictor build) for this device: trials are predicted")
+    measure_every: int | None = Field(default=None, ge=1, description="with a predictor: also measure every Nth trial for real "
+                                      "and rescale predictions by what those measurements showed (hybrid)")
+    measure_best: bool = Field(default=True, description="with a predictor and measure_every: also measure each new best for "
+                               "real (recorded beside its prediction and used by the correction; its reward stays as told)")
+    measure_alone: bool = Field(default=True, description="CPU searches with an in-process device: pause the other trials' "
+                                "training while one measures, so that training does not bias the figure")
+    quantize: Literal["int8", "dynamic"] | None = Field(default=None, description="measure the model as deployed: int8 (static, "
+                                                        "per-channel) or dynamic (int8 weights) quantized; None: float32")
+
+    def token(self) -> str | None:
+        return os.environ.get(self.token_env)
+
+    def measurer(self):
+        """A client for this source (latency_service.client), to be closed after use."""
+        from latency_service.client import make_measurer
+
+        return make_measurer(url=self.url, device=self.device, token=self.token())
 
     @model_validator(mode="after")
     def _one_source(self) -> "LatencyConfig":
         if bool(self.url) == bool(self.device):
             raise ValueError("set exactly one of url (a latency service) or device (a profile measured in-process)")
+        if self.measure_every and not self.predictor:
+            raise ValueError("measure_every needs a predictor (it says how often a predicted trial is also measured)")
+        if self.quantize and self.predictor:
+            raise ValueError("a predictor predicts the float model; with quantize, trials measure the quantized model (leave out predictor)")
         return self
 
 
 class ControllerConfig(_Strict):
-    type: Literal["ppo", "reinforce", "random", "evolution"] = "ppo"
-    batch: int = Field(default=10, ge=1, description="finished trials per policy update")
+    type: Literal["ppo", "reinforce", "random", "evolution", "ax"] = "ppo"
+    batch: int = Field(default=10, ge=1, description="finished trials per policy update (ax: per checkpoint)")
     hidden: int = Field(default=100, ge=1)
     lr: float = Field(default=3.5e-4, gt=0)
     epochs: int = Field(default=4, ge=1, description="PPO epochs over each batch")
@@ -87,12 +131,17 @@ class ControllerConfig(_Strict):
     baseline_decay: float = Field(default=0.95, ge=0, lt=1)
     population: int = Field(default=20, ge=1)
     tournament: int = Field(default=5, ge=1)
+    saasbo: bool = Field(default=False, description="ax: Ax's fully Bayesian SAAS model (many parameters, few trials; slow)")
+    initial_trials: int | None = Field(default=None, ge=1, description="ax: space-filling (centre + Sobol) proposals "
+                                       "before the model; default: Ax's choice")
 
     def options(self) -> dict:
         if self.type in ("ppo", "reinforce"):
             return self.model_dump(include={"batch", "hidden", "lr", "epochs", "clip", "entropy_weight", "baseline_decay"})
         if self.type == "evolution":
             return {"population": self.population, "tournament": self.tournament}
+        if self.type == "ax":
+            return {"saasbo": self.saasbo, "initial_trials": self.initial_trials, "checkpoint_every": self.batch}
         return {}
 
 
@@ -100,6 +149,20 @@ class StopConfig(_Strict):
     failure_window: int = Field(default=20, ge=1, description="recent finished trials the failure rate is taken over")
     max_failure_rate: float = Field(default=0.2, gt=0, le=1)
     patience: int | None = Field(default=None, ge=1, description="stop after this many trials without a better reward")
+
+
+class EarlyStoppingConfig(_Strict):
+    """Stop a stage-1 trial whose validation top-1 after epoch e lies below the ``percentile``-th
+    percentile of the finished trials' top-1 at epoch e (Ax's percentile rule; ``median`` = 50),
+    once it has trained ``min_epochs`` and at least ``min_completed`` trials reached epoch e."""
+
+    rule: Literal["percentile", "median"] = "percentile"
+    percentile: float = Field(default=25, gt=0, lt=100, description="percentile rule only")
+    min_epochs: int = Field(default=1, ge=1)
+    min_completed: int = Field(default=5, ge=1)
+
+    def threshold_percentile(self) -> float:
+        return 50.0 if self.rule == "median" else self.percentile
 
 
 class ExecutorConfig(_Strict):
@@ -127,6 +190,7 @@ class SearchConfig(_Strict):
     max_failed_trials: int | None = Field(default=None, ge=0, description="default: a third of max_trials")
     trial_timeout_s: float = Field(default=3600, gt=0)
     stop: StopConfig = StopConfig()
+    early_stopping: EarlyStoppingConfig | None = Field(default=None, description="stop hopeless trials by their learning curves")
     executor: ExecutorConfig = ExecutorConfig()
 
     def failure_budget(self) -> int:
@@ -145,13 +209,4 @@ def parse_config(data: dict, source: str = "config") -> SearchConfig:
 
 
 def load_config(path: str | Path) -> SearchConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"search config not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a search config is a YAML mapping")
-    return parse_config(data, str(path))
+    return parse_config(read_yaml_mapping(path, ConfigError, "search config"), str(path))

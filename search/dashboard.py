@@ -15,7 +15,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
-from search.analysis import advice, load_trials
+from search.analysis import load_experiment
 from search.report import write_report
 
 
@@ -55,6 +55,6 @@ def create_dashboard(directory: Path, refresh_s: float = 10.0) -> FastAPI:
 
     @app.get("/api/status")
     def status():
-        return {**advice(load_trials(directory)), "report_built_at": state["built"], "report_error": state["error"]}
+        return {**load_experiment(directory)[2], "report_built_at": state["built"], "report_error": state["error"]}
 
     return app

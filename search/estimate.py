@@ -16,35 +16,31 @@ from search.config import SearchConfig
 
 
 def trial_seconds_from(directory: Path) -> list[float]:
+    from search import queries
     from search.analysis import load_trials
 
-    df = load_trials(directory)
-    done = df[(df.stage == 1) & (df.status == "succeeded") & (~df.cached)]
+    done = queries.succeeded(load_trials(directory), 1)
     if done.empty:
         raise MnasError(f"{directory} has no finished trials to time")
     return [float(s) for s in done.seconds.dropna()]
 
 
 def trial_seconds_probe(config: SearchConfig, probes: int) -> list[float]:
+    """Run ``probes`` real trials of random architectures exactly as the search would; their wall times."""
     import time
 
-    from mnas.data import load_dataset
-    from mnas.space import SearchSpace
-    from search.trial import cache_trial_data, run_trial
+    from search.experiment import prepare_trials
+    from search.trial import run_trial
 
-    dataset = load_dataset(config.proxy.data)
-    space = SearchSpace(act=config.space.act)
+    space = config.space.build()
     times = []
     with tempfile.TemporaryDirectory(prefix="mnas-estimate-") as tmp:
-        cache = cache_trial_data(dataset, config.proxy.val_fraction, config.proxy.split_seed, Path(tmp) / "data")
+        context = prepare_trials(config, Path(tmp))
         for i in range(probes):
-            spec = {"architecture": space.sample(config.seed + 1000 + i).to_dict(), "proxy": config.proxy.model_dump(),
-                    "latency": {**config.latency.model_dump(), "num_classes": config.latency.num_classes or dataset.num_classes},
-                    "data_cache": str(cache) if cache else None, "seed": config.seed}
             t0 = time.perf_counter()
-            result = run_trial(spec)
-            if result["status"] != "succeeded":
-                raise MnasError(f"probe trial {i + 1} failed ({result['error_kind']}): {result['error'].splitlines()[0]}")
+            result = run_trial(context.spec(i + 1, space.sample(config.seed + 1000 + i)))
+            if result.status != "succeeded":
+                raise MnasError(f"probe trial {i + 1} failed ({result.error_kind}): {result.error.splitlines()[0]}")
             times.append(time.perf_counter() - t0)
     return times
 

@@ -1,22 +1,27 @@
-"""Executors run trials behind one interface: ``submit``, ``poll``, ``free_slots``, ``shutdown``.
+"""Executors run trials behind one interface (``Executor``): capacity, submit, poll, cancel, close.
 
 ``local``: each trial is a fresh subprocess (``python -m search.trial``), so a crash, a
 CUDA OOM or a leak ends with its trial. Slots = GPUs x trials_per_gpu, each slot pinned to
-its GPU with CUDA_VISIBLE_DEVICES; without a GPU, ``max_parallel_trials`` CPU slots that
-split the cores between them.
+its GPU with CUDA_VISIBLE_DEVICES; without a GPU, ``max_parallel`` CPU slots that split the
+cores between them.
 ``ray``: the same trial function as Ray tasks with ``num_gpus = 1 / trials_per_gpu`` on an
 existing cluster (``ray_address``) or a local Ray.
+
+A trial that ends in any way (result, crash, timeout, ``cancel``) comes back exactly once
+from ``poll`` as a ``Finished`` with a ``TrialResult``; the loop records it in one place.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+
+from search.spec import TrialResult, TrialSpec
 
 
 def gpu_count() -> int:
@@ -28,50 +33,98 @@ def gpu_count() -> int:
         return 0
 
 
-@dataclass
+@dataclass(frozen=True)
 class Finished:
     trial_id: int
     worker: str
-    result: dict
+    result: TrialResult
+
+
+def timed_out(timeout_s: float) -> TrialResult:
+    return TrialResult.failure("timeout", f"trial ran over trial_timeout_s = {timeout_s:g} s")
+
+
+def cancelled() -> TrialResult:
+    return TrialResult.failure("cancelled", "stopped by the search")
+
+
+class Executor(ABC):
+    """Runs trial specs on slots; a context manager that closes itself."""
+
+    @property
+    @abstractmethod
+    def capacity(self) -> int:
+        """How many trials can run at once."""
+
+    @abstractmethod
+    def running(self) -> int:
+        """How many trials are running now."""
+
+    def free_slots(self) -> int:
+        return self.capacity - self.running()
+
+    @abstractmethod
+    def submit(self, spec: TrialSpec) -> str:
+        """Start a trial on a free slot; returns the worker's name (recorded with the trial)."""
+
+    @abstractmethod
+    def poll(self, timeout: float = 0.5) -> list[Finished]:
+        """Trials that ended since the last poll; waits up to ``timeout`` for the first."""
+
+    @abstractmethod
+    def cancel(self, trial_id: int) -> bool:
+        """Stop a running trial; the next poll returns it as failed ('cancelled'). False if unknown."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop whatever still runs and release the workers."""
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @dataclass
-class _Running:
-    trial_id: int
+class _Process:
+    spec: TrialSpec
     slot: int
     proc: subprocess.Popen
     result_path: Path
     log: object
     deadline: float
+    forced: TrialResult | None = None  # set when the search ended it (timeout, cancel)
 
 
-class LocalExecutor:
+class LocalExecutor(Executor):
     def __init__(self, work_dir: Path, max_parallel: int, trials_per_gpu: int = 1, timeout_s: float = 3600):
-        self.work_dir = Path(work_dir)
+        self.work_dir = Path(work_dir).resolve()  # trial processes run elsewhere (cwd: the package's root)
         self.timeout_s = timeout_s
         gpus = gpu_count()
         if gpus:
-            self.slots = [{"name": f"gpu{g}.{k}", "env": {"CUDA_VISIBLE_DEVICES": str(g)}} for g in range(gpus) for k in range(trials_per_gpu)]
-            self.slots = self.slots[: max(1, min(len(self.slots), max_parallel))]
+            slots = [{"name": f"gpu{g}.{k}", "env": {"CUDA_VISIBLE_DEVICES": str(g)}} for g in range(gpus) for k in range(trials_per_gpu)]
+            self.slots = slots[: max(1, min(len(slots), max_parallel))]
         else:
             threads = max(1, (os.cpu_count() or 1) // max_parallel)
-            self.slots = [{"name": f"cpu{k}", "env": {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(threads)}, "threads": threads} for k in range(max_parallel)]
-        self.running: dict[int, _Running] = {}
+            self.slots = [{"name": f"cpu{k}", "env": {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(threads)}, "threads": threads}
+                          for k in range(max_parallel)]
+        self.procs: dict[int, _Process] = {}
 
     @property
     def capacity(self) -> int:
         return len(self.slots)
 
-    def free_slots(self) -> int:
-        return len(self.slots) - len(self.running)
+    def running(self) -> int:
+        return len(self.procs)
 
-    def submit(self, trial_id: int, spec: dict) -> str:
-        used = {r.slot for r in self.running.values()}
+    def submit(self, spec: TrialSpec) -> str:
+        used = {p.slot for p in self.procs.values()}
         slot = next(i for i in range(len(self.slots)) if i not in used)
-        trial_dir = self.work_dir / "trials" / str(trial_id)
+        trial_dir = self.work_dir / "trials" / str(spec.trial_id)
         trial_dir.mkdir(parents=True, exist_ok=True)
-        spec = {**spec, "torch_threads": self.slots[slot].get("threads")}
-        (trial_dir / "spec.json").write_text(json.dumps(spec))
+        spec = spec.model_copy(update={"torch_threads": self.slots[slot].get("threads")})
+        (trial_dir / "spec.json").write_text(spec.to_json())
         result_path = trial_dir / "result.json"
         result_path.unlink(missing_ok=True)
         log = open(trial_dir / "log.txt", "wb")
@@ -81,44 +134,60 @@ class LocalExecutor:
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
             cwd=str(Path(__file__).resolve().parents[1]), start_new_session=True,
         )
-        self.running[trial_id] = _Running(trial_id, slot, proc, result_path, log, time.monotonic() + self.timeout_s)
+        self.procs[spec.trial_id] = _Process(spec, slot, proc, result_path, log, time.monotonic() + self.timeout_s)
         return self.slots[slot]["name"]
 
     def poll(self, timeout: float = 0.5) -> list[Finished]:
         deadline = time.monotonic() + timeout
         while True:
             done = []
-            for run in list(self.running.values()):
-                code = run.proc.poll()
-                if code is None and time.monotonic() > run.deadline:
-                    run.proc.kill()
-                    run.proc.wait()
-                    done.append(self._finish(run, {"status": "failed", "error_kind": "timeout", "error": f"trial ran over trial_timeout_s = {self.timeout_s:g} s"}))
-                elif code is not None:
-                    if run.result_path.is_file():
-                        result = json.loads(run.result_path.read_text())
-                    else:
-                        log_tail = (run.result_path.parent / "log.txt").read_text(errors="replace")[-1500:]
-                        result = {"status": "failed", "error_kind": "crash", "error": f"trial process exited with status {code} and no result:\n{log_tail}"}
-                    done.append(self._finish(run, result))
-            if done or time.monotonic() >= deadline or not self.running:
+            for p in list(self.procs.values()):
+                if p.forced is None and p.proc.poll() is None and time.monotonic() > p.deadline:
+                    self._stop(p, timed_out(self.timeout_s))
+                if p.forced is not None:
+                    done.append(self._finish(p, p.forced))
+                elif (code := p.proc.poll()) is not None:
+                    done.append(self._finish(p, self._read(p, code)))
+            if done or time.monotonic() >= deadline or not self.procs:
                 return done
             time.sleep(0.05)
 
-    def _finish(self, run: _Running, result: dict) -> Finished:
-        run.log.close()
-        del self.running[run.trial_id]
-        return Finished(run.trial_id, self.slots[run.slot]["name"], result)
+    def _read(self, p: _Process, code: int) -> TrialResult:
+        if p.result_path.is_file():
+            try:
+                return TrialResult.from_json(p.result_path.read_text())
+            except ValueError as exc:
+                return TrialResult.failure("crash", f"trial wrote an unreadable result: {exc}")
+        log_tail = (p.result_path.parent / "log.txt").read_text(errors="replace")[-1500:]
+        return TrialResult.failure("crash", f"trial process exited with status {code} and no result:\n{log_tail}")
 
-    def shutdown(self) -> None:
-        for run in list(self.running.values()):
-            run.proc.kill()
-            run.proc.wait()
-            run.log.close()
-        self.running.clear()
+    def _stop(self, p: _Process, why: TrialResult) -> None:
+        p.proc.kill()
+        p.proc.wait()
+        p.forced = why
+
+    def cancel(self, trial_id: int) -> bool:
+        p = self.procs.get(trial_id)
+        if p is None:
+            return False
+        if p.forced is None:
+            self._stop(p, cancelled())
+        return True
+
+    def _finish(self, p: _Process, result: TrialResult) -> Finished:
+        p.log.close()
+        del self.procs[p.spec.trial_id]
+        return Finished(p.spec.trial_id, self.slots[p.slot]["name"], result)
+
+    def close(self) -> None:
+        for p in list(self.procs.values()):
+            p.proc.kill()
+            p.proc.wait()
+            p.log.close()
+        self.procs.clear()
 
 
-class RayExecutor:
+class RayExecutor(Executor):
     def __init__(self, work_dir: Path, max_parallel: int, trials_per_gpu: int = 1, timeout_s: float = 3600, address: str | None = None):
         import ray
 
@@ -130,50 +199,65 @@ class RayExecutor:
                 ray.init(num_cpus=max(max_parallel, 1), include_dashboard=False, log_to_driver=False)
         gpus = ray.cluster_resources().get("GPU", 0)
         self.num_gpus = 1.0 / trials_per_gpu if gpus else 0
-        self.capacity = max_parallel
+        self._capacity = max_parallel
         cpus = ray.cluster_resources().get("CPU", 1)
         self.threads = max(1, int(cpus // max_parallel)) if not gpus else None
         self.timeout_s = timeout_s
         self.remote = ray.remote(_ray_trial)
-        self.running: dict = {}  # ref -> (trial_id, deadline)
+        self.tasks: dict = {}  # ref -> (trial_id, deadline)
+        self.ended: list[Finished] = []  # cancelled or timed out, reported by the next poll
 
-    def free_slots(self) -> int:
-        return self.capacity - len(self.running)
+    @property
+    def capacity(self) -> int:
+        return self._capacity
 
-    def submit(self, trial_id: int, spec: dict) -> str:
-        spec = {**spec, "torch_threads": self.threads}
+    def running(self) -> int:
+        return len(self.tasks)
+
+    def submit(self, spec: TrialSpec) -> str:
+        spec = spec.model_copy(update={"torch_threads": self.threads})
         ref = self.remote.options(num_gpus=self.num_gpus, num_cpus=1).remote(spec)
-        self.running[ref] = (trial_id, time.monotonic() + self.timeout_s)
+        self.tasks[ref] = (spec.trial_id, time.monotonic() + self.timeout_s)
         return f"ray:{'gpu' if self.num_gpus else 'cpu'}"
 
     def poll(self, timeout: float = 0.5) -> list[Finished]:
-        if not self.running:
-            return []
-        ready, _ = self.ray.wait(list(self.running), num_returns=len(self.running), timeout=timeout)
-        done = []
+        now = time.monotonic()
+        for ref, (trial_id, deadline) in list(self.tasks.items()):
+            if now > deadline:
+                self._stop(ref, timed_out(self.timeout_s))
+        done, self.ended = self.ended, []
+        if not self.tasks or done:
+            return done
+        ready, _ = self.ray.wait(list(self.tasks), num_returns=len(self.tasks), timeout=timeout)
         for ref in ready:
-            trial_id, _ = self.running.pop(ref)
+            trial_id, _ = self.tasks.pop(ref)
             try:
                 result, node = self.ray.get(ref)
             except Exception as exc:  # the worker died (OOM killer, node lost)
-                result, node = {"status": "failed", "error_kind": "crash", "error": f"Ray task failed: {exc}"}, "ray"
+                result, node = TrialResult.failure("crash", f"Ray task failed: {exc}"), "ray"
             done.append(Finished(trial_id, node, result))
-        now = time.monotonic()
-        for ref, (trial_id, deadline) in list(self.running.items()):
-            if now > deadline:
-                self.ray.cancel(ref, force=True)
-                self.running.pop(ref)
-                done.append(Finished(trial_id, "ray", {"status": "failed", "error_kind": "timeout", "error": f"trial ran over trial_timeout_s = {self.timeout_s:g} s"}))
         return done
 
-    def shutdown(self) -> None:
-        for ref in list(self.running):
+    def _stop(self, ref, why: TrialResult) -> None:
+        trial_id, _ = self.tasks.pop(ref)
+        self.ray.cancel(ref, force=True)
+        self.ended.append(Finished(trial_id, "ray", why))
+
+    def cancel(self, trial_id: int) -> bool:
+        for ref, (tid, _) in list(self.tasks.items()):
+            if tid == trial_id:
+                self._stop(ref, cancelled())
+                return True
+        return False
+
+    def close(self) -> None:
+        for ref in list(self.tasks):
             self.ray.cancel(ref, force=True)
-        self.running.clear()
+        self.tasks.clear()
         self.ray.shutdown()
 
 
-def _ray_trial(spec: dict):
+def _ray_trial(spec: TrialSpec):
     import ray
 
     from search.trial import run_trial
@@ -181,7 +265,8 @@ def _ray_trial(spec: dict):
     return run_trial(spec), f"ray:{ray.get_runtime_context().get_node_id()[:8]}"
 
 
-def make_executor(kind: str, work_dir: Path, max_parallel: int, trials_per_gpu: int, timeout_s: float, ray_address: str | None = None):
+def make_executor(kind: str, work_dir: Path, max_parallel: int, trials_per_gpu: int, timeout_s: float,
+                  ray_address: str | None = None) -> Executor:
     if kind == "ray":
         return RayExecutor(work_dir, max_parallel, trials_per_gpu, timeout_s, ray_address)
     return LocalExecutor(work_dir, max_parallel, trials_per_gpu, timeout_s)

@@ -3,7 +3,8 @@
 Tables: ``experiment`` (the config), ``trials`` (one row per proposal: architecture, token
 indices, controller meta, status, metrics, reward, timings, worker, error), ``events``
 (the order of asks and tells, so a restored controller can be brought back exactly in
-step), ``checkpoints`` (controller state after every update).
+step), ``checkpoints`` (controller state after every update), ``curves`` (each stage-1
+trial's evaluation after every epoch, written while it trains).
 
 Every write is its own committed transaction (WAL mode), so a SIGKILL loses at most the
 trial that was running, never a finished one.
@@ -28,7 +29,7 @@ CREATE TABLE IF NOT EXISTS trials (
     architecture TEXT NOT NULL,
     indices TEXT,
     meta TEXT,
-    status TEXT NOT NULL,            -- pending, running, succeeded, failed
+    status TEXT NOT NULL,            -- search.spec.TrialStatus: pending, running, succeeded, failed, early_stopped, prefiltered
     cached_from INTEGER,             -- trial whose result this one reuses
     accuracy REAL, latency_ms REAL, memory_mb REAL, reward REAL,
     metrics TEXT, error TEXT, error_kind TEXT, worker TEXT,
@@ -37,6 +38,10 @@ CREATE TABLE IF NOT EXISTS trials (
 CREATE INDEX IF NOT EXISTS trials_arch ON trials(arch_key, stage, status);
 CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, trial_id INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints (id INTEGER PRIMARY KEY AUTOINCREMENT, last_event INTEGER NOT NULL, state BLOB NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS curves (
+    trial_id INTEGER NOT NULL, epoch INTEGER NOT NULL, top1 REAL, loss REAL, train_loss REAL, seconds REAL,
+    PRIMARY KEY (trial_id, epoch)
+);
 """
 
 TRIAL_COLUMNS = (
@@ -87,20 +92,45 @@ class Store:
         return cur.lastrowid
 
     def mark_running(self, trial_id: int, worker: str) -> None:
+        """A trial starts (again): its curve starts over (a leftover point would be replaced anyway)."""
         self.db.execute("UPDATE trials SET status = 'running', worker = ?, started = ? WHERE id = ?", (worker, time.time(), trial_id))
+        self.db.execute("DELETE FROM curves WHERE trial_id = ?", (trial_id,))
 
-    def finish(self, trial_id: int, *, accuracy, latency_ms, memory_mb, reward, metrics: dict, cached_from: int | None = None) -> None:
+    def finish(self, trial_id: int, *, accuracy, latency_ms, memory_mb, reward, metrics: dict, cached_from: int | None = None,
+               worker: str | None = None, status: str = "succeeded") -> None:
+        """A succeeded (or early-stopped) trial's figures; ``worker`` (where it ran, if known only now) replaces the slot's name."""
         self.db.execute(
-            "UPDATE trials SET status = 'succeeded', accuracy = ?, latency_ms = ?, memory_mb = ?, reward = ?, metrics = ?, "
-            "cached_from = ?, error = NULL, error_kind = NULL, ended = ? WHERE id = ?",
-            (accuracy, latency_ms, memory_mb, reward, json.dumps(metrics), cached_from, time.time(), trial_id),
+            "UPDATE trials SET status = ?, accuracy = ?, latency_ms = ?, memory_mb = ?, reward = ?, metrics = ?, "
+            "cached_from = ?, error = NULL, error_kind = NULL, worker = COALESCE(?, worker), ended = ? WHERE id = ?",
+            (status, accuracy, latency_ms, memory_mb, reward, json.dumps(metrics), cached_from, worker, time.time(), trial_id),
         )
 
-    def fail(self, trial_id: int, error: str, kind: str, metrics: dict | None = None) -> None:
-        self.db.execute(
-            "UPDATE trials SET status = 'failed', error = ?, error_kind = ?, metrics = ?, ended = ? WHERE id = ?",
-            (error[-4000:], kind, json.dumps(metrics or {}), time.time(), trial_id),
+    def add_curve(self, trial_id: int, points: list[dict]) -> None:
+        """Per-epoch evaluations of a trial (repeating an epoch replaces it)."""
+        self.db.executemany(
+            "INSERT OR REPLACE INTO curves (trial_id, epoch, top1, loss, train_loss, seconds) VALUES (?, ?, ?, ?, ?, ?)",
+            [(trial_id, p["epoch"], p.get("top1"), p.get("loss"), p.get("train_loss"), p.get("seconds")) for p in points],
         )
+
+    def curves(self, stage: int = 1) -> dict[int, list[dict]]:
+        """trial id -> its per-epoch evaluations in epoch order."""
+        out: dict[int, list[dict]] = {}
+        rows = self.db.execute(
+            "SELECT c.trial_id, c.epoch, c.top1, c.loss, c.train_loss, c.seconds FROM curves c JOIN trials t ON t.id = c.trial_id "
+            "WHERE t.stage = ? ORDER BY c.trial_id, c.epoch", (stage,))
+        for trial_id, epoch, top1, loss, train_loss, seconds in rows:
+            out.setdefault(trial_id, []).append({"epoch": epoch, "top1": top1, "loss": loss, "train_loss": train_loss, "seconds": seconds})
+        return out
+
+    def fail(self, trial_id: int, error: str, kind: str, metrics: dict | None = None, worker: str | None = None) -> None:
+        self.db.execute(
+            "UPDATE trials SET status = 'failed', error = ?, error_kind = ?, metrics = ?, worker = COALESCE(?, worker), ended = ? WHERE id = ?",
+            (error[-4000:], kind, json.dumps(metrics or {}), worker, time.time(), trial_id),
+        )
+
+    def update_metrics(self, trial_id: int, metrics: dict) -> None:
+        """Add to a finished trial's metrics (a measurement taken after it finished); figures and reward stay."""
+        self.db.execute("UPDATE trials SET metrics = ? WHERE id = ?", (json.dumps(metrics), trial_id))
 
     def reset_interrupted(self, stage: int | None = None) -> list[int]:
         """Trials left running or pending by a killed search go back to pending; returns their ids."""
@@ -135,14 +165,33 @@ class Store:
         ).fetchone()
         return self._row(row) if row else None
 
-    def rewards(self, stage: int = 1) -> list[float]:
-        """Rewards of succeeded trials in order of completion (cheap: one column)."""
-        rows = self.db.execute("SELECT reward FROM trials WHERE stage = ? AND status = 'succeeded' ORDER BY ended, id", (stage,))
+    def recent_statuses(self, stage: int, n: int) -> list[str]:
+        """Statuses of the last ``n`` finished trials of ``stage``, newest first."""
+        rows = self.db.execute(
+            "SELECT status FROM trials WHERE stage = ? AND status IN ('succeeded', 'failed') ORDER BY ended DESC, id DESC LIMIT ?", (stage, n)
+        )
         return [r[0] for r in rows]
+
+    def trials_since_best(self, stage: int = 1) -> int:
+        """Succeeded trials of ``stage`` that finished after the best one (0 when none)."""
+        return self.db.execute(
+            "WITH s AS (SELECT id, ended, reward FROM trials WHERE stage = ? AND status = 'succeeded'), "
+            "b AS (SELECT id, ended FROM s ORDER BY reward DESC, ended, id LIMIT 1) "
+            "SELECT COUNT(*) FROM s, b WHERE s.ended > b.ended OR (s.ended = b.ended AND s.id > b.id)", (stage,)
+        ).fetchone()[0]
+
+    def latency_pairs(self, stage: int = 1) -> list[tuple[float, float]]:
+        """(predicted, measured) latency of the succeeded trials that have both (hybrid searches)."""
+        rows = self.db.execute(
+            "SELECT json_extract(metrics, '$.latency.predicted_ms'), json_extract(metrics, '$.latency.latency_ms') FROM trials "
+            "WHERE stage = ? AND status = 'succeeded' AND cached_from IS NULL AND json_extract(metrics, '$.latency.measured') = 1",
+            (stage,),
+        )
+        return [(p, m) for p, m in rows if p and m]
 
     def counts(self, stage: int = 1) -> dict[str, int]:
         rows = self.db.execute("SELECT status, COUNT(*) FROM trials WHERE stage = ? GROUP BY status", (stage,)).fetchall()
-        return {"pending": 0, "running": 0, "succeeded": 0, "failed": 0, **dict(rows)}
+        return {"pending": 0, "running": 0, "succeeded": 0, "failed": 0, "early_stopped": 0, "prefiltered": 0, **dict(rows)}
 
     def _row(self, row) -> dict:
         out = dict(zip(TRIAL_COLUMNS, row))
@@ -157,6 +206,10 @@ class Store:
 
     def events_after(self, seq: int) -> list[tuple[int, str, int]]:
         return self.db.execute("SELECT seq, kind, trial_id FROM events WHERE seq > ? ORDER BY seq", (seq,)).fetchall()
+
+    def tell_seq(self, trial_id: int) -> int | None:
+        row = self.db.execute("SELECT MAX(seq) FROM events WHERE kind = 'tell' AND trial_id = ?", (trial_id,)).fetchone()
+        return row[0]
 
     def last_event(self) -> int:
         return self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]

@@ -1,17 +1,19 @@
 """One trial, the same function for every executor: measure, train on the proxy, evaluate.
 
-Stage 1: export the architecture in the latency source's format, measure latency and
-memory *before* training (a model the service rejects costs no GPU time), then train on
+Stage 1: compute the architecture's training-free scores (and, with ``proxy.prefilter``, skip
+a candidate whose score is below the search's threshold), export the architecture in the
+latency source's format, measure latency and memory *before* training (a model the service rejects costs no GPU time), then train on
 the stage-1 split and evaluate top-1 on the held-out 10%. Stage 2: train on all training
 data for the stage-2 epochs and evaluate on the test split.
 
-``run_trial`` never raises: it returns {"status": "succeeded", ...} or {"status": "failed",
-"error_kind": ..., "error": ...}. Run as ``python -m search.trial SPEC.json RESULT.json``
-by the local executor, or as a Ray task.
+``run_trial`` takes a ``TrialSpec`` and never raises: it returns a ``TrialResult``, succeeded
+or failed with an error kind. Run as ``python -m search.trial SPEC.json RESULT.json`` by
+the local executor, or as a Ray task.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -21,6 +23,10 @@ import traceback
 from pathlib import Path
 
 import numpy as np
+
+from search.config import LatencyConfig
+from search.quiet import measuring_alone, pause_while_measuring
+from search.spec import ErrorKind, TrialData, TrialResult, TrialSpec
 
 DATA_FILES = ("x_train.npy", "y_train.npy", "x_val.npy", "y_val.npy", "x_test.npy", "y_test.npy")
 
@@ -50,89 +56,179 @@ def write_trial_arrays(train, val, test, num_classes: int, classes: list[str], d
     return directory
 
 
-def load_trial_data(spec: dict):
-    """(train source, eval source, num_classes) for the trial's stage."""
+def load_trial_data(data: TrialData, stage: int):
+    """(train source, eval source, num_classes) for the trial's stage; stage 1 trains on the
+    spec's ``train_fraction`` of its split."""
+    from mnas.data import fraction_of
+
+    train, held_out, num_classes = _trial_parts(data, stage)
+    if stage == 1 and data.train_fraction < 1:
+        train = fraction_of(train, data.train_fraction, data.split_seed)
+    return train, held_out, num_classes
+
+
+def _trial_parts(data: TrialData, stage: int):
     from mnas.data import ArraySource, load_dataset
 
-    cache = spec.get("data_cache")
-    stage2 = spec.get("stage", 1) == 2
-    if cache and Path(cache, "meta.json").is_file():
-        d = Path(cache)
+    if data.cache and Path(data.cache, "meta.json").is_file():
+        d = Path(data.cache)
         load = lambda name: np.load(d / f"{name}.npy", mmap_mode="r")  # noqa: E731
         num_classes = json.loads((d / "meta.json").read_text())["num_classes"]
         val = ArraySource(load("x_val"), load("y_val"))
         train = ArraySource(load("x_train"), load("y_train"))
-        if stage2:
+        if stage == 2:
             full = ArraySource(np.concatenate([train.x, val.x]), np.concatenate([train.y, val.y]))
             return full, ArraySource(load("x_test"), load("y_test")), num_classes
         return train, val, num_classes
-    proxy = spec["proxy"]
-    dataset = load_dataset(proxy["data"])
-    if stage2:
+    dataset = load_dataset(data.spec)
+    if stage == 2:
         train, test = dataset.stage2()
         return train, test, dataset.num_classes
-    train, val = dataset.stage1(proxy.get("split_seed", 0), proxy.get("val_fraction", 0.1))
+    train, val = dataset.stage1(data.split_seed, data.val_fraction)
     return train, val, dataset.num_classes
 
 
-def measure_latency(spec: dict, arch, num_classes: int) -> tuple[dict, dict]:
-    from latency_service.client import make_measurer
+def measure_latency(latency: LatencyConfig, arch, num_classes: int, alone_in: str | None = None) -> tuple[dict, dict]:
+    """Export in the source's format and measure: (the source's answer, timings). With
+    ``alone_in``, the measurement itself (not the export) pauses the other trials' training."""
     from mnas.export import export_architecture
 
-    lat = spec["latency"]
-    measurer = make_measurer(url=lat.get("url"), device=lat.get("device"), token=os.environ.get(lat.get("token_env", "MNAS_LATENCY_TOKEN")))
+    measurer = latency.measurer()
     try:
         fmt = measurer.model_format()
         with tempfile.TemporaryDirectory(prefix="mnas-trial-") as tmp:
             t0 = time.perf_counter()
-            path = export_architecture(arch, Path(tmp) / f"model.{fmt}", fmt, lat.get("resolution", 224), lat.get("num_classes") or num_classes)
+            path = Path(tmp) / f"model.{fmt}"
+            if latency.quantize:  # the deployed model; random calibration sets scales, not the graph (mnas.quantize)
+                from mnas.model import build_model
+                from mnas.quantize import quantize_model, random_inputs
+
+                model = build_model(arch, latency.num_classes or num_classes)
+                quantize_model(model, path, fmt, latency.resolution, latency.quantize, random_inputs(latency.resolution))
+            else:
+                export_architecture(arch, path, fmt, latency.resolution, latency.num_classes or num_classes)
             export_s = time.perf_counter() - t0
-            result = measurer.measure(path)
+            with measuring_alone(alone_in) if alone_in else contextlib.nullcontext():
+                result = {**measurer.measure(path), "quantize": latency.quantize}
     finally:
         measurer.close()
     return result, {"export_s": export_s, "measure_s": result.get("measure_seconds", 0.0)}
 
 
-def run_trial(spec: dict) -> dict:
+def trial_latency(spec: TrialSpec, num_classes: int) -> tuple[dict, dict, float, float]:
+    """(record, timings, latency_ms, memory_mb) of the trial's model on the latency source.
+
+    Without a predictor: measured. With one: predicted (scaled by what this search's real
+    measurements showed so far), and also measured when the spec says so; the record keeps
+    both side by side (``predicted_ms`` and the measurement's ``latency_ms``), and a
+    measured figure is the one the reward uses.
+    """
+    lat = spec.latency
+    record, timings, measured = {}, {}, None
+    if spec.measure:
+        measured, timings = measure_latency(lat, spec.architecture, num_classes, spec.measure_alone_in)
+        record.update(measured)
+    if lat.predictor:
+        from search.predictor import Predictor
+
+        t0 = time.perf_counter()
+        predicted = Predictor.load(lat.predictor).predict(spec.architecture, lat.resolution)
+        timings["predict_s"] = time.perf_counter() - t0
+        record.update(predicted_ms=predicted.latency_ms, predicted_memory_mb=predicted.peak_memory_mb,
+                      latency_scale=spec.latency_scale, measured=measured is not None)
+        if measured is None:
+            return record, timings, predicted.latency_ms * spec.latency_scale, predicted.peak_memory_mb
+    return record, timings, measured["latency_ms"], measured["peak_memory_mb"]
+
+
+def run_trial(spec: TrialSpec) -> TrialResult:
+    """Measure (stage 1), train, evaluate. Never raises: a failure is a failed result."""
     started = time.perf_counter()
     try:
         import torch
 
-        from mnas.arch import Architecture
-        from mnas.train import TrainConfig, train_model
+        from mnas.costs import arch_info
+        from mnas.train import train_model
 
-        if spec.get("torch_threads"):
-            torch.set_num_threads(int(spec["torch_threads"]))
-        arch = Architecture.from_dict(spec["architecture"])
-        train_src, eval_src, num_classes = load_trial_data(spec)
-        latency, timings = ({}, {})
-        if spec.get("stage", 1) == 1 and spec.get("latency"):  # benchmarks time training alone
-            latency, timings = measure_latency(spec, arch, num_classes)
-        proxy = {k: v for k, v in spec["proxy"].items() if k not in ("data", "val_fraction", "split_seed")}
-        if spec.get("epochs"):
-            proxy["epochs"] = spec["epochs"]
-        cfg = TrainConfig(**proxy, seed=spec.get("seed", 0))
-        out_dir = spec.get("checkpoint_dir")
-        metrics = train_model(arch, train_src, eval_src, num_classes, cfg, out_dir=out_dir)
+        if spec.torch_threads:
+            torch.set_num_threads(spec.torch_threads)
+        train_src, eval_src, num_classes = load_trial_data(spec.data, spec.stage)
+        zero_cost = trial_zero_cost(spec, train_src, num_classes) if spec.stage == 1 else {}
+        if spec.prefilter_below is not None and zero_cost.get(spec.prefilter_score, float("inf")) < spec.prefilter_below:
+            return TrialResult(status="prefiltered", metrics={"zero_cost": zero_cost, "prefilter": {
+                "score": spec.prefilter_score, "below": spec.prefilter_below}}, seconds=time.perf_counter() - started)
+        latency, timings, costs = {}, {}, {}
+        latency_ms = memory_mb = None
+        if spec.latency is not None:
+            latency, timings, latency_ms, memory_mb = trial_latency(spec, num_classes)
+            # the model as measured, so that reports need no torch to show its size
+            info = arch_info(spec.architecture, spec.latency.resolution, 1.0, spec.latency.num_classes or num_classes)
+            costs = {"params": info["params"], "macs": info["macs"], "resolution": spec.latency.resolution}
+        pause = pause_while_measuring(spec.measure_alone_in) if spec.measure_alone_in else None
+        on_epoch = None
+        if spec.curve_path:
+            curve = CurveWriter(spec.curve_path, latency_ms=latency_ms, memory_mb=memory_mb)
+            on_epoch = curve.epoch
+        metrics = train_model(spec.architecture, train_src, eval_src, num_classes, spec.train, out_dir=spec.checkpoint_dir,
+                              before_step=pause, on_epoch=on_epoch)
         metrics.pop("architecture", None)
         timings["train_s"] = metrics["train_seconds"] + metrics["eval_seconds"]
         timings["total_s"] = time.perf_counter() - started
-        return {
-            "status": "succeeded",
-            "accuracy": metrics["top1"],
-            "latency_ms": latency.get("latency_ms"),
-            "memory_mb": latency.get("peak_memory_mb"),
-            "metrics": {"train": metrics, "latency": latency, "timings": timings},
-        }
+        return TrialResult(
+            status="succeeded", accuracy=metrics["top1"], latency_ms=latency_ms, memory_mb=memory_mb,
+            metrics={"train": metrics, "latency": latency, "timings": timings, "costs": costs, "zero_cost": zero_cost},
+            seconds=timings["total_s"],
+        )
     except Exception as exc:  # a trial's failure must never take the search down
-        return {"status": "failed", "error_kind": classify_failure(exc), "error": _describe(exc), "seconds": time.perf_counter() - started}
+        return TrialResult.failure(classify_failure(exc), _describe(exc), time.perf_counter() - started)
 
 
-def classify_failure(exc: Exception) -> str:
+def trial_zero_cost(spec: TrialSpec, train_src, num_classes: int) -> dict:
+    """The training-free scores of the trial's architecture (mnas.zero_cost) as it will train;
+    a score that cannot be computed is recorded as its error, never fails the trial."""
+    from mnas.train import resolve_device
+    from mnas.zero_cost import zero_cost_scores
+
+    try:
+        return zero_cost_scores(spec.architecture, train_src, num_classes, spec.train, resolve_device(spec.train.device))
+    except Exception as exc:  # noqa: BLE001 - a diagnostic, not the trial's result
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+class CurveWriter:
+    """A trial's learning curve as JSON lines, flushed as it trains: first its latency and memory,
+    then one line per epoch; the search reads it to stop hopeless trials (search.early_stopping)."""
+
+    def __init__(self, path: str | Path, latency_ms: float | None, memory_mb: float | None):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps({"latency_ms": latency_ms, "memory_mb": memory_mb}) + "\n")
+
+    def epoch(self, record: dict) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def read_curve(path: str | Path) -> tuple[dict, list[dict]]:
+    """(header, epochs so far) of a curve file; a line still being written is left for later."""
+    path = Path(path)
+    if not path.is_file():
+        return {}, []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            break
+    return (records[0], records[1:]) if records else ({}, [])
+
+
+def classify_failure(exc: Exception) -> ErrorKind:
     from latency_service.client import LatencyServiceError
     from mnas.train import NonFiniteLoss
+    from search.predictor import PredictorError
 
-    if isinstance(exc, LatencyServiceError):
+    if isinstance(exc, (LatencyServiceError, PredictorError)):
         return "latency"
     if isinstance(exc, NonFiniteLoss):
         return "nan_loss"
@@ -179,13 +275,13 @@ def main() -> None:
     spec_path, result_path = sys.argv[1], sys.argv[2]
     parent = int(os.environ.get("MNAS_SEARCH_PID", os.getppid()))
     exit_with_parent(parent)
-    write_result(result_path, run_trial(json.loads(Path(spec_path).read_text())))
+    write_atomic(result_path, run_trial(TrialSpec.from_json(Path(spec_path).read_text())).to_json())
 
 
-def write_result(path: str | Path, result: dict) -> None:
+def write_atomic(path: str | Path, text: str) -> None:
     """Write a worker's result atomically: the parent sees the whole file or none."""
     tmp = Path(path).with_suffix(".tmp")
-    tmp.write_text(json.dumps(result))
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 

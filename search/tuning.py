@@ -24,8 +24,53 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from mnas.errors import MnasError
+
+class Tuning(BaseModel):
+    """The measured choice (DIR/tuning.json holds it with every figure behind it)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    precision: Literal["fp32", "bf16"]
+    channels_last: bool
+    trials_per_gpu: int
+
+
+def measured_settings(config, directory: Path, log=None) -> Tuning | None:
+    """Precision, layout and packing for a search (a ``SearchConfig``), measured once.
+
+    Measured on the first GPU when any of them is ``auto``, and kept in DIR/tuning.json,
+    which a resumed search reuses. Without a GPU there is nothing to measure (None): CPU
+    slots come from ``max_parallel_trials``.
+    """
+    from search.executors import gpu_count
+
+    proxy, packing = config.proxy, config.executor.trials_per_gpu
+    if not ((proxy.tunable() or packing == "auto") and proxy.device in ("auto", "cuda") and gpu_count() > 0):
+        return None
+    path = Path(directory) / "tuning.json"
+    if path.is_file():
+        return Tuning.model_validate_json(path.read_text())
+    if log:
+        log("tuning: measuring precision, layout and trials per GPU on this GPU (once per experiment) ...")
+    result = tune(proxy.model_dump(), "cuda:0", max_per_gpu=8 if packing == "auto" else 1)
+    path.write_text(json.dumps(result, indent=1))
+    if log:
+        log(f"tuning: {result['precision']}, channels_last={result['channels_last']}, {result['trials_per_gpu']} trial(s) per GPU "
+            f"({max(p.get('images_per_s', 0) for p in result['packing']):.0f} images/s in all; {result['seconds']:.0f} s)")
+    return Tuning.model_validate(result)
+
+
+def slots_per_gpu(executor, tuning: Tuning | None) -> int:
+    """Trials packed on one GPU: the config's count, or the measured one for ``auto``."""
+    if executor.trials_per_gpu != "auto":
+        return executor.trials_per_gpu
+    return tuning.trials_per_gpu if tuning else 1
+
 
 LAYOUTS = [("bf16", True), ("bf16", False), ("fp32", True), ("fp32", False)]
 COUNTS = (1, 2, 4, 6, 8)
@@ -163,10 +208,10 @@ def worker(job: dict) -> dict:
 
 
 def main() -> None:
-    from search.trial import write_result
+    from search.trial import write_atomic
 
     job = json.loads(Path(sys.argv[1]).read_text())
-    write_result(job["result"], worker(job))
+    write_atomic(job["result"], json.dumps(worker(job)))
 
 
 if __name__ == "__main__":

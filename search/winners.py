@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
+
 from mnas.arch import Architecture
 from mnas.errors import MnasError
 from mnas.export import FORMATS, export_architecture, export_model
+from search import queries
 from search.analysis import load_config_of, load_trials
+from search.experiment import dataset_classes
 
 
 def export_winners(directory: Path, out: Path, top: int, formats: list[str], resolution: int | None, use_stage2: bool = False) -> list[Path]:
@@ -19,12 +23,10 @@ def export_winners(directory: Path, out: Path, top: int, formats: list[str], res
     cfg = load_config_of(directory)
     df = load_trials(directory)
     stage = 2 if use_stage2 else 1
-    done = df[(df.stage == stage) & (df.status == "succeeded") & (~df.cached)].sort_values("reward", ascending=False)
-    done = done.drop_duplicates("arch_key").head(top)
+    done = queries.top_distinct(df, top, stage, reward=cfg.reward)
     if done.empty:
         raise MnasError(f"{directory} has no succeeded stage-{stage} trials to export")
-    meta = json.loads((directory / "data" / "meta.json").read_text()) if (directory / "data" / "meta.json").is_file() else {}
-    num_classes = cfg.latency.num_classes or meta.get("num_classes", 1000)
+    num_classes = cfg.latency.num_classes or dataset_classes(directory) or 1000
     res = resolution or cfg.latency.resolution
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -45,6 +47,21 @@ def export_winners(directory: Path, out: Path, top: int, formats: list[str], res
         info = {"rank": rank, "trial": int(t.id), "stage": stage, "reward": t.reward, "accuracy": t.accuracy,
                 "latency_ms": t.latency_ms, "memory_mb": t.memory_mb, "resolution": res, "weights": "stage-2 trained" if use_stage2 else "untrained",
                 "timm_blocks": arch.to_timm(), "architecture": arch.to_dict()}
+        if cfg.latency.predictor and pd.isna(t.latency_measured_ms):  # predicted in the search: a winner is measured for real
+            info.update(predicted_latency_ms=t.latency_ms, predicted_memory_mb=t.memory_mb,
+                        **measure_for_real(cfg, arch, res, cfg.latency.num_classes or num_classes))
         stem.with_suffix(".json").write_text(json.dumps(info, indent=2))
         written.append(stem.with_suffix(".json"))
     return written
+
+
+def measure_for_real(cfg, arch: Architecture, resolution: int, num_classes: int) -> dict:
+    """Latency and memory of ``arch`` measured on the search's latency source (not its predictor)."""
+    from latency_service.client import LatencyServiceError
+    from search.trial import measure_latency
+
+    try:
+        result, _ = measure_latency(cfg.latency.model_copy(update={"resolution": resolution}), arch, num_classes)
+    except LatencyServiceError as exc:
+        raise MnasError(f"cannot measure the winner on the search's latency source: {exc}") from None
+    return {"latency_ms": result["latency_ms"], "memory_mb": result["peak_memory_mb"], "measured_on": result["device"]}

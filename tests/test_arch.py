@@ -35,7 +35,7 @@ def test_json_round_trip_and_hash():
     for arch in PRESETS.values():
         again = Architecture.from_json(arch.to_json())
         assert again == arch and hash(again) == hash(arch)
-    assert len({Architecture.from_json(a.to_json()) for a in PRESETS.values()}) == 3
+    assert len({Architecture.from_json(a.to_json()) for a in PRESETS.values()}) == len(PRESETS) == 8
     with pytest.raises(Exception):
         PRESETS["mnasnet-a1"].blocks[0].kernel = 5  # frozen
 
@@ -49,9 +49,12 @@ def test_pool_skip_round_trips_through_timm():
 @pytest.mark.parametrize(
     "data, field",
     [
-        ({"blocks": [{"op": "mbconv4", "kernel": 3, "filters": 16, "layers": 1}]}, "blocks.0.op"),
-        ({"blocks": [{"op": "conv", "kernel": 7, "filters": 16, "layers": 1}]}, "blocks.0.kernel"),
-        ({"blocks": [{"op": "conv", "kernel": 3, "se": 0.5, "filters": 16, "layers": 1}]}, "blocks.0.se"),
+        ({"blocks": [{"op": "mbconv", "kernel": 3, "filters": 16, "layers": 1}]}, "blocks.0.op"),
+        ({"blocks": [{"op": "mbconv0.5", "kernel": 3, "filters": 16, "layers": 1}]}, "blocks.0.op"),
+        ({"blocks": [{"op": "conv", "kernel": 9, "filters": 16, "layers": 1}]}, "blocks.0.kernel"),
+        ({"blocks": [{"op": "conv", "kernel": 3, "se": 1.5, "filters": 16, "layers": 1}]}, "blocks.0.se"),
+        ({"blocks": [{"op": "conv", "kernel": 3, "act": "gelu", "filters": 16, "layers": 1}]}, "blocks.0.act"),
+        ({"blocks": [{"op": "conv", "kernel": 3, "filters": 16, "layers": 1}], "se_style": "wide"}, "se_style"),
         ({"blocks": [{"op": "conv", "kernel": 3, "skip": "dense", "filters": 16, "layers": 1}]}, "blocks.0.skip"),
         ({"blocks": [{"op": "conv", "kernel": 3, "filters": 0, "layers": 1}]}, "blocks.0.filters"),
         ({"blocks": [{"op": "conv", "kernel": 3, "filters": 16, "layers": 0, "stride": 2}]}, "blocks.0"),
@@ -71,7 +74,7 @@ def test_bad_json_names_the_field(data, field):
     "text, words",
     [
         ("xx_r1_k3_s1_c16", "block type 'xx'"),
-        ("ir_r2_k3_s2_e4_c24", "expansion e4"),
+        ("ir_r2_k3_s2_e20_c24", "expansion e20 is outside"),
         ("ir_r2_k3_s2_e6", "missing output channels"),
         ("ir_r2_s2_e6_c24", "missing kernel"),
         ("ir_r2_k3_s2_e6_c24_zz9", "unknown option 'zz9'"),
@@ -102,4 +105,27 @@ def test_load_architecture_sources(tmp_path):
 
 def test_blockspec_expansion():
     assert BlockSpec(op="mbconv6", kernel=3, filters=8, layers=1).expansion == 6
+    assert BlockSpec(op="mbconv6.0", kernel=3, filters=8, layers=1).op == "mbconv6"  # one spelling
+    assert BlockSpec(op="mbconv2.5", kernel=7, filters=8, layers=1).expansion == 2.5
     assert BlockSpec(op="sepconv", kernel=3, filters=8, layers=1).expansion == 1
+
+
+def test_new_fields_stay_out_of_old_json():
+    """Architectures of the first format keep their JSON (and so their experiment keys)."""
+    a1 = PRESETS["mnasnet-a1"].to_dict()
+    assert set(a1) == {"stem", "blocks", "head", "act"} and all("act" not in b for b in a1["blocks"])
+    v3 = PRESETS["mobilenet-v3-large"]
+    doc = v3.to_dict()
+    assert doc["se_style"] == "expanded" and doc["head_style"] == "efficient" and doc["act"] == "hswish"
+    assert [b.get("act") for b in doc["blocks"]][:5] == ["relu", "relu", "relu", "relu", None]
+    # a block act equal to the network's is the same architecture as one left out
+    same = Architecture.from_dict({**doc, "blocks": [{**b, "act": b.get("act", "hswish")} for b in doc["blocks"]]})
+    assert same == v3 and same.to_dict() == doc
+
+
+@pytest.mark.parametrize("name", ["mobilenet-v3-large", "mobilenet-v3-small", "efficientnet-b0", "spnasnet-100", "fbnet-c"])
+def test_new_presets_round_trip_through_timm_strings(name):
+    arch = PRESETS[name]
+    again = Architecture.from_timm(arch.to_timm(), stem=arch.stem, head=arch.head, act=arch.act, se_style=arch.se_style,
+                                   head_style=arch.head_style)
+    assert again == arch

@@ -48,7 +48,7 @@ def test_export_onnx_runs(tmp_path):
 def test_user_errors_are_one_line_without_traceback(tmp_path):
     cases = [
         (("arch", "info", "nasnet-z"), "not a preset"),
-        (("arch", "info", "ir_r2_k7_s2_e6_c24"), "blocks.0.kernel"),
+        (("arch", "info", "ir_r2_k9_s2_e6_c24"), "blocks.0.kernel"),
         (("arch", "info", "mnasnet-a1", "--resolution", "2"), "--resolution"),
         (("export", "mnasnet-a1", "--format", "pt", "--out", str(tmp_path / "m.pt")), "unknown export format"),
         (("train", "mnasnet-a1", "--data", f"npz:{tmp_path / 'none'}", "--epochs", "1"), "npz data folder not found"),
@@ -62,7 +62,7 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
 
 def test_train_writes_checkpoint_and_metrics(tmp_path):
     out = tmp_path / "run"
-    run_cli("train", "mobilenet-v2", "--data", "digits", "--epochs", "2", "--batch-size", "64", "--limit", "640", "--out", str(out))
+    run_cli("train", "mobilenet-v2", "--data", "digits", "--epochs", "2", "--batch-size", "64", "--limit", "640", "--resolution", "16", "--out", str(out))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_images"] == 640 and metrics["eval_images"] == 360 and metrics["epochs"] == 2
     assert 0.0 <= metrics["top1"] <= 1.0 and metrics["images_per_s"] > 0

@@ -6,7 +6,7 @@ import torch
 
 from mnas.data import ArraySource, load_dataset
 from mnas.presets import PRESETS
-from mnas.space import SearchSpace
+from mnas.space import SearchSpace, load_space
 from mnas.train import TrainConfig, train_model
 from search.config import ConfigError, parse_config
 from search.trial import classify_failure
@@ -58,8 +58,8 @@ class _PreparedBatches:
 def test_float_batches_from_a_dataloader_style_source_train_as_they_are():
     ds = load_dataset("digits")
     train, val = ds.stage1()
-    cfg = TrainConfig(epochs=3, batch_size=64, resolution=16)
-    m = train_model(PRESETS["mobilenet-v2"], _PreparedBatches(train, 16), _PreparedBatches(val, 16), 10, cfg)
+    cfg = TrainConfig(epochs=3, batch_size=32, resolution=16)
+    m = train_model(load_space("tiny").base, _PreparedBatches(train, 16), _PreparedBatches(val, 16), 10, cfg)  # small and quick
     assert m["top1"] > 0.3 and m["eval_images"] == len(val)  # chance is 0.1: the images reached the model intact
 
 
@@ -123,25 +123,56 @@ def test_proxy_speed_settings_in_yaml(tmp_path):
            "latency: {device: x86-ort-1t}\nreward: {target_ms: 1}\nmax_trials: 2\n"
     cfg = parse_config(yaml.safe_load(text))
     assert cfg.proxy.compile == "off" and not cfg.proxy.tunable()
-    train = cfg.proxy.train_config()
+    train = cfg.proxy.train_config(seed=3, epochs=2)
+    assert train.seed == 3 and train.epochs == 2 and train.momentum == 0.9
     assert (train.precision, train.channels_last, train.data_on_device, train.compile) == ("bf16", False, True, "off")
     with pytest.raises(ConfigError, match="proxy.compile"):
         parse_config(yaml.safe_load(text.replace("compile: off", "compile: fast")))
 
 
-def test_a_search_applies_the_measured_choice_only_where_the_config_says_auto(tmp_path):
-    from search.scheduler import Orchestrator
+def test_trials_run_the_measured_choice_only_where_the_config_says_auto(tmp_path):
+    from search.spec import TrialContext
+    from search.tuning import Tuning, slots_per_gpu
     from search_helpers import tiny_config
 
-    measured = {"precision": "bf16", "channels_last": False, "trials_per_gpu": 4}
-    auto = Orchestrator(parse_config(tiny_config(tmp_path, executor={"trials_per_gpu": "auto"})), tmp_path / "a", progress=False)
-    assert auto.tuning() is None or torch.cuda.is_available()  # no GPU: nothing to measure, CPU slots instead
-    assert auto.trials_per_gpu() == (auto.tuning() or {"trials_per_gpu": 1})["trials_per_gpu"]
-    auto._tuning = measured  # as if read from DIR/tuning.json on a GPU machine
-    spec = auto.spec({"id": 1, "architecture": PRESETS["mnasnet-a1"].to_dict()})
-    assert (spec["proxy"]["precision"], spec["proxy"]["channels_last"], auto.trials_per_gpu()) == ("bf16", False, 4)
-    pinned = Orchestrator(parse_config(tiny_config(tmp_path, proxy={"precision": "fp32", "channels_last": True}, executor={"trials_per_gpu": 2})),
-                          tmp_path / "b", progress=False)
-    pinned._tuning = measured
-    spec = pinned.spec({"id": 1, "architecture": PRESETS["mnasnet-a1"].to_dict()})
-    assert (spec["proxy"]["precision"], spec["proxy"]["channels_last"], pinned.trials_per_gpu()) == ("fp32", True, 2)
+    measured = Tuning(precision="bf16", channels_last=False, trials_per_gpu=4)  # as read from DIR/tuning.json on a GPU machine
+    auto = parse_config(tiny_config(tmp_path, executor={"trials_per_gpu": "auto"}))
+    spec = TrialContext.create(auto, 10, tuning=measured).spec(1, PRESETS["mnasnet-a1"])
+    assert (spec.train.precision, spec.train.channels_last, slots_per_gpu(auto.executor, measured)) == ("bf16", False, 4)
+    assert spec.train.epochs == auto.proxy.epochs and spec.train.seed == auto.seed and spec.latency.num_classes == 10
+    pinned = parse_config(tiny_config(tmp_path, proxy={"precision": "fp32", "channels_last": True}, executor={"trials_per_gpu": 2}))
+    spec = TrialContext.create(pinned, 10, tuning=measured).spec(1, PRESETS["mnasnet-a1"], stage=2, epochs=7)
+    assert (spec.train.precision, spec.train.channels_last, slots_per_gpu(pinned.executor, measured)) == ("fp32", True, 2)
+    assert spec.train.epochs == 7 and spec.latency is None  # stage 2 trains only
+    assert slots_per_gpu(auto.executor, None) == 1  # nothing measured: one trial per GPU
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")
+def test_without_a_gpu_nothing_is_measured(tmp_path):
+    from search.tuning import measured_settings
+    from search_helpers import tiny_config
+
+    cfg = parse_config(tiny_config(tmp_path, executor={"trials_per_gpu": "auto"}))
+    assert cfg.proxy.tunable() and measured_settings(cfg, tmp_path) is None
+    assert not (tmp_path / "tuning.json").exists()
+
+
+def test_a_resumed_search_reuses_its_tuning_file(tmp_path, monkeypatch):
+    import json
+
+    import search.executors
+    import search.tuning
+    from search_helpers import tiny_config
+
+    monkeypatch.setattr(search.executors, "gpu_count", lambda: 1)  # as on a GPU machine
+
+    def must_not_measure(*args, **kwargs):
+        raise AssertionError("the tuning was measured again")
+
+    monkeypatch.setattr(search.tuning, "tune", must_not_measure)
+    (tmp_path / "tuning.json").write_text(json.dumps({"precision": "bf16", "channels_last": True, "trials_per_gpu": 6, "seconds": 40.0}))
+    cfg = parse_config(tiny_config(tmp_path, executor={"trials_per_gpu": "auto"}))
+    tuned = search.tuning.measured_settings(cfg, tmp_path)
+    assert (tuned.precision, tuned.channels_last, tuned.trials_per_gpu) == ("bf16", True, 6)
+    pinned = parse_config(tiny_config(tmp_path, proxy={"precision": "fp32", "channels_last": False}))
+    assert search.tuning.measured_settings(pinned, tmp_path) is None  # nothing left to measure

@@ -4,6 +4,7 @@ import subprocess
 import venv
 
 import httpx
+import pytest
 
 from conftest import REPO
 from mnas.export import export_architecture
@@ -11,11 +12,19 @@ from mnas.presets import PRESETS
 from service_helpers import Service, write_profile
 
 
+# what pip prints when it cannot reach an index (as opposed to a real install error, which must fail the test)
+NETWORK_ERRORS = ("NewConnectionError", "Temporary failure in name resolution", "Network is unreachable", "Max retries exceeded",
+                  "ConnectTimeoutError", "Connection refused", "No route to host")
+
+
 def test_latency_extra_installs_without_torch_and_serves(tmp_path):
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     py = env_dir / "bin" / "python"
-    install = subprocess.run([str(py), "-m", "pip", "install", "-q", f"{REPO}[latency]"], capture_output=True, text=True, timeout=900)
+    install = subprocess.run([str(py), "-m", "pip", "install", "-q", "--retries", "1", "--timeout", "30", f"{REPO}[latency]"],
+                             capture_output=True, text=True, timeout=900)
+    if install.returncode != 0 and any(sign in install.stderr for sign in NETWORK_ERRORS):
+        pytest.skip(f"no package index reachable, so the extra cannot be installed: {install.stderr.strip().splitlines()[-1][:300]}")
     assert install.returncode == 0, install.stderr[-2000:]
     probe = subprocess.run([str(py), "-c", "import importlib.util as u; print(u.find_spec('torch') is None, u.find_spec('onnxruntime') is not None)"],
                            capture_output=True, text=True)

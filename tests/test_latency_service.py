@@ -112,6 +112,10 @@ def test_auth_and_cache_survive_restart(tmp_path, models):
     svc = Service(profile, db, token="s3cret")
     try:
         assert post(svc.url, b"x").status_code == 401
+        # the token is checked before anything else: no schema errors, no size verdicts for strangers
+        r = httpx.post(svc.url + "/v1/measure", data={"input_shape": "1,3,8,8"})
+        assert r.status_code == 401 and "file" not in r.text and r.headers["www-authenticate"] == "Bearer"
+        assert httpx.get(svc.url + "/v1/devices").status_code == 401 and httpx.get(svc.url + "/healthz").status_code == 200
         r = httpx.post(svc.url + "/v1/measure", files={"file": ("m.onnx", b"x")}, headers={"Authorization": "Bearer wrong"})
         assert r.status_code == 401
         with pytest.raises(LatencyServiceError, match="refused the token"):

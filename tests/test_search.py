@@ -10,12 +10,16 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from browser import CHROMIUM, chromium_page
 from conftest import REPO, run_cli
+from mnas.space import SearchSpace
+from search import queries
 from search.config import ConfigError, load_config, parse_config
 from search.controllers.base import Controller, Proposal
-from search.scheduler import Orchestrator, open_search
+from search.experiment import open_search
+from search.stage1 import run_search
 from search.store import Store
 from search_helpers import counts, tiny_config, write_config
 from service_helpers import Service, write_profile
@@ -111,6 +115,21 @@ def test_estimate_from_an_experiment(finished_search, tmp_path):
     assert e["stage2_epochs"] == 20 and e["stage2_gpu_hours"] > 0
 
 
+def test_reading_an_experiment_imports_no_torch(finished_search, tmp_path):
+    """status, report and estimate --from only read the store: they start without PyTorch."""
+    out, _ = finished_search
+    big = write_config(tmp_path / "big.yaml", tiny_config(tmp_path, max_trials=100))
+    for args in (["status", str(out), "--json"], ["report", str(out), "--top", "2"], ["estimate", str(big), "--from", str(out), "--json"]):
+        code = ("import sys\nfrom search.cli import app\nsys.argv = ['mnas'] + sys.argv[1:]\n"
+                "try:\n    app()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+                "print('torch imported' if 'torch' in sys.modules else 'no torch')")
+        proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip().endswith("no torch"), (args, proc.stdout[-300:])
+    top = (out / "report" / "top.csv").read_text().splitlines()
+    assert len(top) == 3 and all(int(row.split(",")[5]) > 0 for row in top[1:])  # params, as the trials stored them
+
+
 def test_estimate_from_probe_trials(tmp_path):
     cfg = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, max_trials=100, max_parallel_trials=2))
     e = json.loads(run_cli("estimate", str(cfg), "--probe", "1", "--json", timeout=600).stdout)
@@ -175,7 +194,7 @@ def test_stage2_trains_the_top_k(finished_search):
 
 
 def test_kill_9_and_resume(tmp_path):
-    cfg_path = write_config(tmp_path / "tiny.yaml", tiny_config(tmp_path, max_trials=8))
+    cfg_path = write_config(tmp_path / "tiny.yaml", tiny_config(tmp_path, max_trials=6))
     out = tmp_path / "exp"
     exe = Path(sys.executable).with_name("mnas")
     proc = subprocess.Popen([str(exe), "search", str(cfg_path), "--out", str(out), "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
@@ -191,7 +210,7 @@ def test_kill_9_and_resume(tmp_path):
     status = json.loads(run_cli("status", str(out), "--json").stdout)
     assert status["succeeded"] == len(before) and status["failed"] == 0
     assert status["running"] + status["pending"] == len(Store(out).trials()) - len(before)  # the interrupted ones
-    assert status["verdict"] == "keep going" and status["max_trials"] == 8
+    assert status["verdict"] == "keep going" and status["max_trials"] == 6
     run_cli("report", str(out))
     page = (out / "report" / "index.html").read_text()
     assert page.count("<img") == 5 and "data:image/png;base64," in page
@@ -204,16 +223,16 @@ def test_kill_9_and_resume(tmp_path):
     run_cli("search", "--resume", str(out), "--no-progress", timeout=600)
     store = Store(out)
     after = store.trials()
-    assert len(after) == 8 and all(t["status"] == "succeeded" for t in after)
+    assert len(after) == 6 and all(t["status"] == "succeeded" for t in after)
     for trial_id, t in before.items():  # finished trials were kept as they were
         assert store.trial(trial_id)["reward"] == t["reward"]
     kinds = [k for _, k, _ in store.events_after(0)]
-    assert kinds.count("ask") == 8 and kinds.count("tell") == 8
+    assert kinds.count("ask") == 6 and kinds.count("tell") == 6
 
     # resume again with a larger budget: the same experiment grows
-    bigger = write_config(tmp_path / "bigger.yaml", tiny_config(tmp_path, max_trials=10))
+    bigger = write_config(tmp_path / "bigger.yaml", tiny_config(tmp_path, max_trials=7))
     run_cli("search", str(bigger), "--resume", str(out), "--no-progress", timeout=600)
-    assert counts(out) == {"succeeded": 10}
+    assert counts(out) == {"succeeded": 7}
     # but the proxy task cannot change under a running search
     other = write_config(tmp_path / "other.yaml", tiny_config(tmp_path, max_trials=12, proxy={"epochs": 3}))
     r = run_cli("search", str(other), "--resume", str(out), check=False)
@@ -225,17 +244,17 @@ def test_failing_trials_and_failure_budget(tmp_path):
     search goes on, failures never reach the controller, and the budget stops it."""
     svc = Service(write_profile(tmp_path / "p.yaml"), tmp_path / "c.sqlite", extra=["--max-upload-mb", "9"])
     try:
-        cfg = tiny_config(tmp_path, max_trials=12, max_failed_trials=2, max_parallel_trials=1,
+        cfg = tiny_config(tmp_path, max_trials=12, max_failed_trials=1, max_parallel_trials=1,
                           latency={"url": svc.url, "device": None, "resolution": 32}, controller={"type": "random"})
         out = tmp_path / "exp"
         proc = run_cli("search", str(write_config(tmp_path / "c.yaml", cfg)), "--out", str(out), "--no-progress", check=False, timeout=600)
     finally:
         svc.stop()
     assert proc.returncode == 3, proc.stdout + proc.stderr
-    assert "failure budget exhausted: 3 failed trials > max_failed_trials 2" in proc.stdout
+    assert "failure budget exhausted: 2 failed trials > max_failed_trials 1" in proc.stdout
     store = Store(out)
     failed, ok = store.trials(status="failed"), store.trials(status="succeeded")
-    assert len(failed) == 3 and len(ok) >= 1
+    assert len(failed) == 2 and len(ok) >= 1
     assert all(t["error_kind"] == "latency" and "limit" in t["error"] for t in failed)
     told = [tid for _, k, tid in store.events_after(0) if k == "tell"]
     assert sorted(told) == sorted(t["id"] for t in ok)
@@ -253,7 +272,7 @@ class RepeatingController(Controller):
     def ask(self):
         return Proposal([1] * len(self.cardinalities))
 
-    def tell(self, proposal, reward):
+    def tell(self, proposal, reward, outcome=None):
         self.told.append(reward)
         return False
 
@@ -268,15 +287,17 @@ def test_evaluated_architecture_is_answered_from_the_store(tmp_path):
     cfg = parse_config(tiny_config(tmp_path, max_trials=3, max_parallel_trials=1))
     out = tmp_path / "exp"
     open_search(cfg, out, resume=False)
-    o = Orchestrator(cfg, out, progress=False)
-    o.controller = RepeatingController(o.space.cardinalities)
-    o.run()
+    controller = RepeatingController(SearchSpace().cardinalities)
+    outcome = run_search(cfg, out, progress=False, controller=controller)
     trials = Store(out).trials()
+    assert outcome.reason == "max_trials reached" and outcome.counts["succeeded"] == 3
     assert [t["cached_from"] for t in trials] == [None, trials[0]["id"], trials[0]["id"]]
-    assert len({t["accuracy"] for t in trials}) == 1 and len(o.controller.told) == 3
+    assert [t["worker"] for t in trials] == ["cpu0", "store", "store"]
+    assert len({t["accuracy"] for t in trials}) == 1 and len(controller.told) == 3
     assert sorted(p.name for p in (out / "trials").iterdir()) == [str(trials[0]["id"])]  # trained once
 
 
+@pytest.mark.slow  # Ray's executor is exercised in the default run by tests/test_loop.py
 def test_ray_executor(tmp_path):
     cfg = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, max_trials=4))
     out = tmp_path / "exp"
@@ -295,36 +316,185 @@ def test_config_errors_name_the_field(tmp_path):
         parse_config({k: v for k, v in base.items() if k != "max_trials"})
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+    for field, bad in (("width_mult", 9), ("precision", "fp16"), ("momentum", 1.5)):  # the recipe's own bounds (mnas.recipe)
+        with pytest.raises(ConfigError, match=f"proxy.{field}"):
+            parse_config({**base, "proxy": {**base["proxy"], field: bad}})
     assert parse_config(base).failure_budget() == 2  # a third of max_trials by default
     r = run_cli("search", str(write_config(tmp_path / "bad.yaml", {**base, "proxy": {**base["proxy"], "data": "npz:/no/such"}})), "--out", str(tmp_path / "x"), check=False)
     assert r.returncode == 2 and "npz data folder not found" in r.stderr
 
 
 def test_shipped_configs_are_valid():
-    for name in ("demo", "cifar10-proxy", "imagenet-mnasnet"):
+    for name in ("demo", "demo-pareto", "cifar10-proxy", "imagenet-mnasnet"):
         cfg = load_config(REPO / "search" / "configs" / f"{name}.yaml")
         assert cfg.max_trials >= 40
     assert load_config(REPO / "search" / "configs" / "imagenet-mnasnet.yaml").max_trials == 8000
+    pareto = load_config(REPO / "search" / "configs" / "demo-pareto.yaml")
+    assert pareto.reward.pareto and pareto.controller.type == "ax" and pareto.reward.target_range() == (0.2, 1.5)
 
 
 def test_stop_rules_read_from_the_store(tmp_path):
-    from collections import deque
-
     cfg = parse_config(tiny_config(tmp_path, max_trials=50, max_failed_trials=3, stop={"patience": 3, "failure_window": 5}))
-    out = tmp_path / "exp"
-    open_search(cfg, out, resume=False)
-    o = Orchestrator(cfg, out, progress=False)
-    arch = o.space.sample(0)
+    store = Store(tmp_path / "exp")
+    arch = SearchSpace().sample(0).to_dict()
+
+    def finish(reward):
+        store.finish(store.add_trial(arch, f"k{reward}"), accuracy=reward, latency_ms=1.0, memory_mb=1.0, reward=reward, metrics={})
+
     for reward in (0.5, 0.7, 0.6, 0.65):
-        tid = o.store.add_trial(arch.to_dict(), f"k{reward}")
-        o.store.finish(tid, accuracy=reward, latency_ms=1.0, memory_mb=1.0, reward=reward, metrics={})
-    assert o.best()["reward"] == 0.7
-    assert o.stop_reason(o.store.counts(1), deque(maxlen=5)) is None  # best was 2 trials ago
-    tid = o.store.add_trial(arch.to_dict(), "k-last")
-    o.store.finish(tid, accuracy=0.1, latency_ms=1.0, memory_mb=1.0, reward=0.1, metrics={})
-    assert o.stop_reason(o.store.counts(1), deque(maxlen=5)) == "no improvement in the last 3 trials"
-    recent = deque([False, True, True, False, False], maxlen=5)  # 40% of the window failed
-    assert o.stop_reason(o.store.counts(1), recent).startswith("too many failures: 2 of the last 5")
-    for i in range(4):
-        o.store.fail(o.store.add_trial(arch.to_dict(), f"f{i}"), "boom", "error")
-    assert o.stop_reason(o.store.counts(1), deque(maxlen=5)).startswith("failure budget exhausted: 4 failed trials > max_failed_trials 3")
+        finish(reward)
+    assert store.best_trial(1)["reward"] == 0.7 and store.trials_since_best(1) == 2
+    assert queries.stop_reason(store, cfg) is None  # best was 2 trials ago
+    finish(0.1)
+    assert queries.stop_reason(store, cfg) == "no improvement in the last 3 trials"
+    fresh = parse_config(tiny_config(tmp_path, max_trials=50, max_failed_trials=3, stop={"failure_window": 5}))
+    store.fail(store.add_trial(arch, "f0"), "boom", "error")
+    assert queries.stop_reason(store, fresh) is None  # 1 of the last 5 failed: 20% is not > 20%
+    store.fail(store.add_trial(arch, "f1"), "boom", "error")
+    assert queries.stop_reason(store, fresh).startswith("too many failures: 2 of the last 5")
+    for i in range(2, 4):
+        store.fail(store.add_trial(arch, f"f{i}"), "boom", "error")
+    assert queries.stop_reason(store, fresh).startswith("failure budget exhausted: 4 failed trials > max_failed_trials 3")
+
+
+def test_status_advises_the_stop_the_search_would_make(tmp_path):
+    """A failure rate the config allows is no reason to stop in `mnas status` either, and one it forbids is."""
+    from search.analysis import load_experiment
+
+    arch = SearchSpace().sample(0).to_dict()
+    for rate, expected in ((0.5, "keep going"), (0.2, "stop: too many failures")):
+        out = tmp_path / f"rate{rate}"
+        cfg = parse_config(tiny_config(tmp_path, max_trials=50, max_failed_trials=40, stop={"failure_window": 10, "max_failure_rate": rate}))
+        open_search(cfg, out, resume=False)
+        store = Store(out)
+        for i in range(10):  # 3 of 10 failed
+            tid = store.add_trial(arch, f"k{i}")
+            if i % 3 == 0 and i < 9:
+                store.fail(tid, "boom", "error")
+            else:
+                store.finish(tid, accuracy=0.5, latency_ms=1.0, memory_mb=1.0, reward=0.5, metrics={})
+        store.close()
+        _, _, advice = load_experiment(out)
+        assert advice["verdict"] == expected and advice["failed"] == 3
+        status = json.loads(run_cli("status", str(out), "--json").stdout)
+        assert status["verdict"] == expected
+
+
+@pytest.mark.slow
+def test_an_experiment_made_before_typed_trials_still_resumes(tmp_path):
+    """tests/fixtures/experiment-before-typed-trials: a search run by mnas 1fbdbb8 (untyped
+    trial dicts) and killed with SIGKILL after 4 of 5 trials, the 5th left running."""
+    import shutil
+
+    fixture = REPO / "tests" / "fixtures" / "experiment-before-typed-trials"
+    out = tmp_path / "old"
+    out.mkdir()
+    shutil.copy(fixture / "experiment.sqlite", out)
+    before = {t["id"]: t for t in Store(out).trials()}
+    assert [t["status"] for t in before.values()] == ["succeeded"] * 4 + ["running"]
+    status = json.loads(run_cli("status", str(out), "--json").stdout)
+    assert (status["succeeded"], status["running"], status["verdict"]) == (4, 1, "keep going")
+    run_cli("report", str(out), "--top", "2")  # its trials stored no sizes: the report counts them
+    assert len((out / "report" / "top.csv").read_text().splitlines()) == 3
+
+    run_cli("search", "--resume", str(out), "--no-progress", timeout=600)
+    store = Store(out)
+    after = store.trials()
+    assert len(after) == 5 and all(t["status"] == "succeeded" for t in after)
+    for trial_id in range(1, 5):  # finished trials are kept as they were
+        assert store.trial(trial_id)["reward"] == before[trial_id]["reward"]
+    assert store.trial(5)["architecture"] == before[5]["architecture"]  # the interrupted one ran again, same architecture
+    # the controller was restored from its old checkpoint and replayed: it keeps proposing from there
+    cfg = (fixture / "config.yaml").read_text().replace("max_trials: 5", "max_trials: 7")
+    run_cli("search", str(write_config(tmp_path / "more.yaml", yaml.safe_load(cfg))), "--resume", str(out), "--no-progress", timeout=600)
+    kinds = [k for _, k, _ in Store(out).events_after(0)]
+    assert counts(out) == {"succeeded": 7} and kinds.count("ask") == 7 and kinds.count("tell") == 7
+    assert Store(out).checkpoint_count() == 3  # PPO batch 2: one more update after trials 5 and 6
+
+
+def test_a_hybrid_search_predicts_every_trial_and_measures_some(tmp_path):
+    """latency.predictor + measure_every: every trial predicted, every 2nd also measured (both
+    stored), predictions rescaled by the measurements so far; stage 2 measures for real."""
+    from latency_service.client import make_measurer
+    from search.predictor import build_predictor, save
+
+    cfg = tiny_config(tmp_path, max_trials=4, controller={"type": "random"})
+    source = make_measurer(device=cfg["latency"]["device"])
+    try:
+        predictor = save(build_predictor(source, SearchSpace(), [32], 10, tmp_path / "cache.sqlite", layer_budget=20, models=6),
+                         tmp_path / "pred.json")
+    finally:
+        source.close()
+    cfg["latency"].update(predictor=str(predictor), measure_every=2)
+    out = tmp_path / "exp"
+    run_cli("search", str(write_config(tmp_path / "hybrid.yaml", cfg)), "--out", str(out), "--no-progress", timeout=600)
+    trials = Store(out).trials()
+    assert len(trials) == 4 and all(t["status"] == "succeeded" for t in trials)
+    for t in trials:
+        lat = t["metrics"]["latency"]
+        after = lat.get("measured_after", False)  # a new best, measured once it had finished
+        assert lat["predicted_ms"] > 0 and lat["measured"] == (t["id"] % 2 == 0 or after)
+        if lat["measured"] and not after:  # measured in its trial: the real figure is what the reward uses
+            assert t["latency_ms"] == lat["latency_ms"] and lat["device"]["name"] == "test-quick"
+        else:  # predicted (a later measurement, if any, stands beside it; the reward stays as told)
+            assert t["latency_ms"] == pytest.approx(lat["predicted_ms"] * lat["latency_scale"])
+        if after:
+            assert lat["device"]["name"] == "test-quick" and lat["latency_ms"] > 0
+        assert t["reward"] == pytest.approx(t["accuracy"] * (t["latency_ms"] / 0.3) ** -0.07)
+    pairs = Store(out).latency_pairs(1)
+    assert len(pairs) == 2 + sum(t["metrics"]["latency"].get("measured_after", False) for t in trials)
+    best = -1.0  # replay the completion order: exactly the predicted-only trials that were a new best were measured after
+    for t in sorted(trials, key=lambda t: (t["ended"], t["id"])):
+        lat = t["metrics"]["latency"]
+        assert lat.get("measured_after", False) == (t["reward"] > best and t["id"] % 2 == 1), t["id"]
+        best = max(best, t["reward"])
+    later = [t["metrics"]["latency"]["latency_scale"] for t in trials if t["id"] >= 3]
+    assert any(s != 1.0 for s in later)  # rescaled once measurements came in
+    run_cli("report", str(out))
+    assert 'id="predicted_vs_measured"' in (out / "report" / "index.html").read_text()
+    # exported winners are measured for real, their predicted figures kept beside
+    trials = Store(out).trials()
+    predicted_only = next(t for t in sorted(trials, key=lambda t: -t["reward"]) if not t["metrics"]["latency"]["measured"])
+    winners = tmp_path / "winners"
+    run_cli("export", str(out), "--top", "4", "--format", "onnx", "--out", str(winners), timeout=600)
+    info = json.loads(next(winners.glob(f"rank*-trial{predicted_only['id']}.json")).read_text())
+    assert info["predicted_latency_ms"] == pytest.approx(predicted_only["latency_ms"]) and info["measured_on"]["name"] == "test-quick"
+    assert info["latency_ms"] > 0 and info["latency_ms"] != info["predicted_latency_ms"]
+    # stage 2 measures its winner for real
+    run_cli("stage2", str(out), "--top", "1", "--epochs", "1", timeout=600)
+    (s2,) = Store(out).trials(stage=2)
+    assert s2["metrics"]["latency"]["device"]["name"] == "test-quick" and s2["latency_ms"] == s2["metrics"]["latency"]["latency_ms"]
+    # a predictor made for another device is refused before any trial runs
+    other = tmp_path / "other.yaml"
+    other.write_text(Path(cfg["latency"]["device"]).read_text().replace("timed_runs: 5", "timed_runs: 6"))
+    cfg["latency"]["device"] = str(other)
+    r = run_cli("search", str(write_config(tmp_path / "wrong.yaml", cfg)), "--out", str(tmp_path / "wrong"), check=False)
+    assert r.returncode == 2 and "was built for device test-quick" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_search_on_a_space_file_records_it_and_resumes_without_it(tmp_path):
+    """`space: FILE`: the trials come from that space; its definition is stored with the experiment,
+    so the search resumes after the file is gone, and cannot resume under another space."""
+    import shutil
+
+    from mnas.arch import Architecture
+    from mnas.space import SPACES_DIR, load_space
+
+    space_file = tmp_path / "my-space.yaml"
+    shutil.copy(SPACES_DIR / "tiny.yaml", space_file)
+    cfg = tiny_config(tmp_path, max_trials=3, max_parallel_trials=1, space=str(space_file), controller={"type": "random"})
+    out = tmp_path / "exp"
+    run_cli("search", str(write_config(tmp_path / "c.yaml", cfg)), "--out", str(out), "--no-progress", timeout=600)
+    tiny = load_space("tiny")
+    trials = Store(out).trials()
+    assert len(trials) == 3 and all(tiny.contains(Architecture.from_dict(t["architecture"])) for t in trials)
+    assert all(len(t["indices"]) == len(tiny.tokens) == 15 for t in trials)
+    stored = Store(out).get_meta("config")["space"]
+    assert stored["definition"]["name"] == "tiny" and load_space(stored["definition"]) == tiny
+    space_file.unlink()
+    run_cli("search", str(write_config(tmp_path / "more.yaml", {**cfg, "max_trials": 4, "space": "tiny"})), "--resume", str(out),
+            "--no-progress", timeout=600)  # the same space by its shipped name: accepted
+    assert counts(out) == {"succeeded": 4}
+    other = write_config(tmp_path / "other.yaml", {**cfg, "max_trials": 5, "space": "mnasnet"})
+    r = run_cli("search", str(other), "--resume", str(out), check=False)
+    assert r.returncode == 2 and "keeps its space" in r.stderr

@@ -81,7 +81,7 @@ class PolicyGradientController(Controller):
         actions, logp, _ = self.policy(generator=self.generator)
         return Proposal(actions[0].tolist(), {"logp": float(logp[0])})
 
-    def tell(self, proposal, reward) -> bool:
+    def tell(self, proposal, reward, outcome=None) -> bool:
         self.buffer.append((list(proposal.indices), float(proposal.meta.get("logp", 0.0)), float(reward)))
         if len(self.buffer) < self.batch_size:
             return False

@@ -19,7 +19,7 @@ class RandomController(Controller):
     def ask(self) -> Proposal:
         return Proposal([int(self.rng.integers(c)) for c in self.cardinalities])
 
-    def tell(self, proposal, reward) -> bool:
+    def tell(self, proposal, reward, outcome=None) -> bool:
         return False
 
     def state_dict(self) -> dict:
@@ -57,7 +57,7 @@ class EvolutionController(Controller):
         child[pos] = (child[pos] + int(self.rng.integers(1, self.cardinalities[pos]))) % self.cardinalities[pos]
         return Proposal(child, {"parent": list(parent)})
 
-    def tell(self, proposal, reward) -> bool:
+    def tell(self, proposal, reward, outcome=None) -> bool:
         self.population.append((list(proposal.indices), float(reward)))
         if len(self.population) > self.population_size:
             self.population.popleft()

@@ -1,0 +1,128 @@
+"""An architecture as the sequence of layers a runtime executes, for latency prediction.
+
+A network built by ``mnas.model`` (width 1.0, no stride cuts: the model as exported for
+measurement) is the stem, then each block's layers, then the head (1x1 conv, pooling and
+classifier). Each is a ``LayerConfig``: everything that decides its cost on a device
+(kind, op, kernel, SE, skip, stride, widths, input size). ``space_layers`` lists every
+layer configuration a search space can produce at a resolution, which is what a latency
+predictor measures. Torch-free: a predictor file plus this module answer for any
+architecture without PyTorch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from itertools import product
+from typing import Literal
+
+from mnas.arch import Architecture, BlockSpec, make_divisible, mid_channels, parse_op
+
+
+@dataclass(frozen=True, order=True)
+class LayerConfig:
+    kind: Literal["stem", "layer", "head"]
+    cin: int
+    cout: int
+    size: int  # input height = width
+    stride: int = 1
+    op: str = "conv"
+    kernel: int = 3
+    se: float = 0.0
+    skip: str = "none"
+    act: str = "relu"
+    classes: int = 0  # head only
+    se_style: str = "input"
+    head_style: str = "conv"
+
+    @property
+    def key(self) -> str:
+        """Stable text id (the predictor's table key); the later styles only when not at their defaults."""
+        later = {"se_style": "input", "head_style": "conv"}
+        return "|".join(f"{k}={v}" for k, v in asdict(self).items() if later.get(k) != v)
+
+    @property
+    def out_size(self) -> int:
+        return -(-self.size // self.stride)
+
+    def block(self) -> BlockSpec:
+        """This layer as a one-layer block (how the model builder makes it)."""
+        return BlockSpec(op=self.op, kernel=self.kernel, se=self.se, skip=self.skip, filters=self.cout, layers=1, stride=self.stride,
+                         act=self.act)
+
+    def costs(self) -> dict[str, float]:
+        """Multiply-adds (all, and the depthwise share, which is memory-bound and slower per
+        multiply-add), weights and activation sizes (elements), computed from the config."""
+        hw_in, hw_out = self.size * self.size, self.out_size * self.out_size
+        k2 = self.kernel * self.kernel
+        depthwise = 0
+        if self.kind == "stem":
+            macs = hw_out * self.cout * 3 * k2
+            params = self.cout * 3 * k2
+        elif self.kind == "head":
+            conv_area = 1 if self.head_style == "efficient" else hw_in  # the efficient head pools first
+            macs = conv_area * self.cin * self.cout + self.cout * self.classes
+            params = self.cin * self.cout + self.cout * self.classes
+        else:
+            family, expansion = parse_op(self.op)
+            mid = mid_channels(self.cin, expansion) if family == "mbconv" else self.cin
+            if family == "conv":
+                params = self.cin * self.cout * k2
+            elif family == "sepconv":
+                params = self.cin * k2 + self.cin * self.cout
+            else:
+                params = self.cin * mid + mid * k2 + mid * self.cout
+            macs = params * hw_out + (self.cin * mid * (hw_in - hw_out) if family == "mbconv" else 0)
+            depthwise = 0 if family == "conv" else mid * k2 * hw_out
+            if self.se:
+                width = self.cout if family == "conv" else mid
+                reduced = make_divisible(width * self.se) if self.se_style == "expanded" else max(1, int(self.cin * self.se))
+                params += 2 * width * reduced
+                macs += 2 * width * reduced
+            if self.skip == "pool" and self.cin != self.cout:
+                params += self.cin * self.cout
+                macs += self.cin * self.cout * hw_out
+        return {"macs": float(macs), "depthwise_macs": float(depthwise), "params": float(params), "act_in": float(self.cin * hw_in),
+                "act_out": float(self.cout * hw_out)}
+
+
+def arch_layers(arch: Architecture, resolution: int, num_classes: int = 1000) -> list[tuple[int, LayerConfig]]:
+    """(block index, layer) pairs in execution order; the stem is block -1, the head block 7 (len(blocks))."""
+    size = resolution
+    out: list[tuple[int, LayerConfig]] = [(-1, LayerConfig("stem", 3, arch.stem, size, 2, act=arch.act))]
+    size, cin = out[0][1].out_size, arch.stem
+    for b, block in enumerate(arch.blocks):
+        for i in range(block.layers):
+            layer = LayerConfig("layer", cin, block.filters, size, block.stride if i == 0 else 1, block.op, block.kernel, block.se,
+                                block.skip, arch.block_act(block), se_style=arch.se_style)
+            out.append((b, layer))
+            size, cin = layer.out_size, block.filters
+    out.append((len(arch.blocks), LayerConfig("head", cin, arch.head, size, act=arch.act, classes=num_classes,
+                                              head_style=arch.head_style)))
+    return out
+
+
+def space_layers(space, resolution: int, num_classes: int = 1000) -> list[LayerConfig]:
+    """Every layer configuration that some architecture of ``space`` (a SearchSpace) runs."""
+    base = space.base
+    size = resolution
+    layers = {LayerConfig("stem", 3, base.stem, size, 2, act=base.act)}
+    size = -(-size // 2)
+    widths = {base.stem}  # the possible widths entering the next block
+    for b in range(space.num_blocks):
+        choices = space.block_choices(b)
+        stride = base.blocks[b].stride
+        ops = {space.block_op(op, e) for op in choices["op"] for e in choices["expansion"]}
+        for op, kernel, se, skip, act, cout in product(sorted(ops), choices["kernel"], choices["se"], choices["skip"], choices["act"],
+                                                       choices["filters"]):
+            common = dict(op=op, kernel=kernel, se=se, skip=skip, act=act, se_style=base.se_style)
+            if max(choices["layers"]) > 0:
+                for cin in widths:
+                    layers.add(LayerConfig("layer", cin, cout, size, stride, **common))
+            if max(choices["layers"]) > 1:
+                layers.add(LayerConfig("layer", cout, cout, -(-size // stride), 1, **common))
+        out_widths = set(choices["filters"])
+        widths = (widths | out_widths) if min(choices["layers"]) == 0 else out_widths
+        size = -(-size // stride)
+    for cin in widths:
+        layers.add(LayerConfig("head", cin, base.head, size, act=base.act, classes=num_classes, head_style=base.head_style))
+    return sorted(layers)

@@ -1,0 +1,333 @@
+"""A latency and memory predictor built for the user's own device, from the user's own source.
+
+Building (``build_predictor``, ``mnas predictor build``), per input resolution:
+
+1. every layer configuration the search space can produce (``mnas.layers.space_layers``);
+   a stratified sample of them (all stems and heads, then round-robin over groups of
+   input size x op x kernel x stride) is exported alone as a tiny model and measured
+   through the same protocol as the service (in-process profile or a service URL);
+2. a regression on layer features (chosen by cross-validation on those measurements among
+   a log-linear model, a random forest and gradient-boosted trees) fills in the layers not
+   measured, so the file holds a complete table: layer key -> milliseconds;
+3. whole models sampled from the space are measured; a linear correction maps the layer
+   sum and the layer count to the model's latency (each layer measured alone carries the
+   runtime's fixed cost of one inference, and fusion and cache effects make layers not
+   exactly additive), and a linear model on weights and activation sizes gives peak
+   memory. A fifth of these models is held out first to report honest validation figures.
+
+Every measurement is cached in SQLite (``--cache``), so an interrupted build resumes.
+Predicting needs only the JSON file: ``Predictor.load(path).predict(arch)`` sums table
+entries (about 0.1 ms per architecture), and falls back to a stored log-linear model for
+a layer outside the table (e.g. a preset off the space's grid).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mnas.arch import OPS, SKIPS, Architecture
+from mnas.errors import MnasError
+from mnas.layers import LayerConfig, arch_layers, space_layers
+
+FORMAT, VERSION = "mnas-latency-predictor", 1
+
+
+class PredictorError(MnasError):
+    """A predictor file is missing, damaged, or made for another device."""
+
+
+def features(layer: LayerConfig) -> list[float]:
+    """Numeric description of a layer for the regressions (sizes in log scale, one-hot kinds)."""
+    c = layer.costs()
+    return [
+        math.log1p(c["macs"] - c["depthwise_macs"]), math.log1p(c["depthwise_macs"]), math.log1p(c["params"]),
+        math.log1p(c["act_in"]), math.log1p(c["act_out"]),
+        math.log(layer.cin), math.log(layer.cout), math.log(layer.size), float(layer.stride), float(layer.kernel), float(layer.se > 0),
+        float(layer.kind == "stem"), float(layer.kind == "head"),
+        *(float(layer.kind == "layer" and layer.op == op) for op in OPS), *(float(layer.skip == s) for s in SKIPS),
+    ]
+
+
+def model_features(layers: list[LayerConfig]) -> list[float]:
+    """What peak memory depends on: weights, the largest live activations, the layer count."""
+    costs = [layer.costs() for layer in layers]
+    return [sum(c["params"] for c in costs), max(c["act_in"] + c["act_out"] for c in costs), float(len(layers))]
+
+
+# ----- measurements, cached -------------------------------------------------------------------
+class MeasurementCache:
+    """(device hash, item key) -> the source's answer, in SQLite; what makes a build resumable."""
+
+    def __init__(self, path: str | Path):
+        self.db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+        self.db.execute("CREATE TABLE IF NOT EXISTS measurements (device TEXT, key TEXT, result TEXT NOT NULL, PRIMARY KEY (device, key))")
+
+    def get(self, device: str, key: str) -> dict | None:
+        row = self.db.execute("SELECT result FROM measurements WHERE device = ? AND key = ?", (device, key)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put(self, device: str, key: str, result: dict) -> None:
+        self.db.execute("INSERT OR REPLACE INTO measurements VALUES (?, ?, ?)", (device, key, json.dumps(result)))
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class Measurer:
+    """Exports a layer or a model and measures it on the source, through the cache."""
+
+    def __init__(self, source, cache: MeasurementCache):
+        self.source, self.cache = source, cache
+        device = source.devices()[0]
+        self.device = {"name": device["name"], "hash": device["hash"]}
+        self.format = source.model_format()
+        self.runtime: dict = {}
+        self.fresh = 0
+
+    def _measure(self, key: str, export) -> dict:
+        hit = self.cache.get(self.device["hash"], key)
+        if hit is None:
+            with tempfile.TemporaryDirectory(prefix="mnas-predictor-") as tmp:
+                path = export(Path(tmp) / f"m.{self.format}")
+                result = self.source.measure(path)
+            hit = {"latency_ms": result["latency_ms"], "memory_mb": result["peak_memory_mb"], "runtime": result.get("runtime", {})}
+            self.cache.put(self.device["hash"], key, hit)
+            self.fresh += 1
+        self.runtime = self.runtime or hit["runtime"]
+        return hit
+
+    def layer(self, layer: LayerConfig) -> dict:
+        from mnas.export import export_model
+        from mnas.model import build_layer
+
+        shape = (1, layer.cin, layer.size, layer.size)
+        return self._measure("layer:" + layer.key, lambda p: export_model(build_layer(layer), p, self.format, input_shape=shape))
+
+    def model(self, arch: Architecture, resolution: int, num_classes: int) -> dict:
+        from mnas.export import export_architecture
+
+        key = f"model:{resolution}:{num_classes}:{json.dumps(arch.to_dict(), sort_keys=True)}"
+        return self._measure(key, lambda p: export_architecture(arch, p, self.format, resolution, num_classes))
+
+
+# ----- building ------------------------------------------------------------------------------
+def sample_layers(layers: list[LayerConfig], budget: int, seed: int) -> list[LayerConfig]:
+    """All stems and heads, then round-robin over (size, op, kernel, stride) groups, shuffled."""
+    rng = np.random.default_rng(seed)
+    chosen = [layer for layer in layers if layer.kind != "layer"]
+    groups: dict[tuple, list[LayerConfig]] = {}
+    for layer in layers:
+        if layer.kind == "layer":
+            groups.setdefault((layer.size, layer.op, layer.kernel, layer.stride), []).append(layer)
+    pools = [list(rng.permutation(len(g))) for g in groups.values()]
+    members = list(groups.values())
+    while len(chosen) < budget and any(pools):
+        for pool, group in zip(pools, members):
+            if pool and len(chosen) < budget:
+                chosen.append(group[pool.pop()])
+    return chosen
+
+
+def fit_layer_model(layers: list[LayerConfig], latency_ms: list[float], seed: int = 0) -> tuple[object, dict]:
+    """The regressor with the lowest cross-validated error (in % of latency), refitted on all."""
+    from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import KFold, cross_val_predict
+
+    x = np.array([features(layer) for layer in layers])
+    y = np.log(np.array(latency_ms))
+    candidates = {
+        "log-linear (ridge)": Ridge(alpha=1e-3),
+        "random forest": RandomForestRegressor(n_estimators=200, min_samples_leaf=1, random_state=seed, n_jobs=1),
+        "gradient-boosted trees": HistGradientBoostingRegressor(max_iter=400, learning_rate=0.05, random_state=seed),
+    }
+    folds = KFold(n_splits=min(5, len(y)), shuffle=True, random_state=seed)
+    scores = {}
+    for name, model in candidates.items():
+        pred = cross_val_predict(model, x, y, cv=folds)
+        scores[name] = float(np.mean(np.abs(np.exp(pred - y) - 1)) * 100)
+    best = min(scores, key=scores.get)
+    return candidates[best].fit(x, y), {"chosen": best, "cv_mean_abs_error_pct": scores}
+
+
+def error_figures(predicted: np.ndarray, measured: np.ndarray) -> dict:
+    from scipy.stats import kendalltau
+
+    rel = predicted / measured - 1
+    return {"n": int(len(measured)), "within_10pct": float(np.mean(np.abs(rel) <= 0.10)), "rmse_pct": float(np.sqrt(np.mean(rel ** 2)) * 100),
+            "kendall_tau": float(kendalltau(predicted, measured).statistic) if len(measured) > 1 else None}
+
+
+def build_resolution(measurer: Measurer, space, resolution: int, num_classes: int, layer_budget: int, models: int, seed: int,
+                     log=None) -> dict:
+    started = time.perf_counter()
+    fresh_before = measurer.fresh
+    every = space_layers(space, resolution, num_classes)
+    sample = sample_layers(every, layer_budget, seed)
+    measured = {}
+    for i, layer in enumerate(sample, 1):
+        measured[layer.key] = measurer.layer(layer)["latency_ms"]
+        if log and (i % 50 == 0 or i == len(sample)):
+            log(f"  {resolution} px: {i}/{len(sample)} layers measured")
+    regressor, choice = fit_layer_model(sample, [measured[layer.key] for layer in sample], seed)
+    rest = [layer for layer in every if layer.key not in measured]
+    filled = np.exp(regressor.predict(np.array([features(layer) for layer in rest]))) if rest else []
+    table = {layer.key: [round(measured[layer.key], 6), 1] for layer in sample}
+    table.update({layer.key: [round(float(ms), 6), 0] for layer, ms in zip(rest, filled)})
+    fallback = _log_linear(sample, [measured[layer.key] for layer in sample])
+
+    rng = np.random.default_rng(seed + 1)
+    archs = [space.sample(rng) for _ in range(models)]
+    sums, feats, lat, mem = [], [], [], []
+    for i, arch in enumerate(archs, 1):
+        layers = [layer for _, layer in arch_layers(arch, resolution, num_classes)]
+        sums.append([sum(table[layer.key][0] for layer in layers), len(layers)])
+        feats.append(model_features(layers))
+        m = measurer.model(arch, resolution, num_classes)
+        lat.append(m["latency_ms"])
+        mem.append(m["memory_mb"])
+        if log and (i % 10 == 0 or i == models):
+            log(f"  {resolution} px: {i}/{models} whole models measured")
+    sums, feats, lat, mem = map(np.array, (sums, feats, lat, mem))
+    held = np.arange(len(lat)) % 5 == 0  # a fifth held out for the figures, then refit on all
+    lat_fit, mem_fit = _linear(sums[~held], lat[~held]), _linear(feats[~held], mem[~held])
+    validation = {"latency": error_figures(_apply(lat_fit, sums[held]), lat[held]),
+                  "memory": error_figures(_apply(mem_fit, feats[held]), mem[held]), "layer_model": choice}
+    return {
+        "layers": table, "fallback": fallback, "latency_fit": _linear(sums, lat), "memory_fit": _linear(feats, mem),
+        "validation": validation,
+        "build": {"layer_configs": len(every), "layers_measured": len(sample), "models_measured": models,
+                  "fresh_measurements": measurer.fresh - fresh_before, "seconds": round(time.perf_counter() - started, 1)},
+    }
+
+
+def _linear(x: np.ndarray, y: np.ndarray, ridge: float = 0.0) -> dict:
+    """A least-squares fit (ridge-regularised when ``ridge`` > 0) as plain JSON numbers."""
+    from sklearn.linear_model import LinearRegression, Ridge
+
+    fit = (Ridge(alpha=ridge) if ridge else LinearRegression()).fit(x, y)
+    return {"coef": [float(c) for c in fit.coef_], "intercept": float(fit.intercept_)}
+
+
+def _apply(fit: dict, x: np.ndarray) -> np.ndarray:
+    return np.asarray(x) @ np.array(fit["coef"]) + fit["intercept"]
+
+
+def _log_linear(layers: list[LayerConfig], latency_ms: list[float]) -> dict:
+    return _linear(np.array([features(layer) for layer in layers]), np.log(latency_ms), ridge=1e-3)
+
+
+def build_predictor(source, space, resolutions: list[int], num_classes: int, cache_path: str | Path, layer_budget: int = 300,
+                    models: int = 40, seed: int = 0, log=None) -> dict:
+    """Measure and fit; returns the predictor document (write it with ``save``)."""
+    cache = MeasurementCache(cache_path)
+    try:
+        measurer = Measurer(source, cache)
+        per_res = {}
+        for r in resolutions:
+            per_res[str(r)] = build_resolution(measurer, space, r, num_classes, layer_budget, models, seed, log)
+        return {"format": FORMAT, "version": VERSION, "device": measurer.device, "model_format": measurer.format,
+                "runtime": measurer.runtime, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "num_classes": num_classes,
+                "space": {"name": space.name, "base": space.base.summary(), "act": space.act}, "resolutions": per_res}
+    finally:
+        cache.close()
+
+
+def save(document: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".partial")
+    tmp.write_text(json.dumps(document))
+    tmp.replace(path)
+    return path
+
+
+# ----- predicting -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Prediction:
+    latency_ms: float
+    peak_memory_mb: float
+    blocks: list[float]  # summed layer figures per stage: stem, blocks 1..n, head (before the whole-model correction)
+    off_table: int  # layers predicted by the fallback model
+
+    def to_dict(self) -> dict:
+        return {"latency_ms": self.latency_ms, "peak_memory_mb": self.peak_memory_mb, "blocks_ms": self.blocks, "off_table_layers": self.off_table}
+
+
+class Predictor:
+    def __init__(self, document: dict, source: str = "predictor"):
+        self.doc, self.source = document, source
+        self.device = document["device"]
+        self.num_classes = document["num_classes"]
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Predictor":
+        path = Path(path)
+        if not path.is_file():
+            raise PredictorError(f"predictor file not found: {path}")
+        try:
+            doc = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise PredictorError(f"{path} is not a predictor file (not valid JSON: {exc})") from None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise PredictorError(f"{path} is not a predictor file (no '{FORMAT}' format marker)")
+        if doc.get("version") != VERSION:
+            raise PredictorError(f"{path} is predictor format version {doc.get('version')}; this mnas reads version {VERSION}: rebuild it")
+        missing = [k for k in ("device", "num_classes", "resolutions") if k not in doc]
+        if missing or not doc["resolutions"]:
+            raise PredictorError(f"{path} is damaged: missing {', '.join(missing) or 'resolutions'}")
+        width = len(features(LayerConfig("stem", 3, 8, 8)))
+        for r, part in doc["resolutions"].items():
+            if not all(k in part for k in ("layers", "fallback", "latency_fit", "memory_fit")) or len(part["fallback"]["coef"]) != width:
+                raise PredictorError(f"{path} is damaged or made by another mnas version (resolution {r}'s tables do not fit): rebuild it")
+        return cls(doc, str(path))
+
+    @property
+    def resolutions(self) -> list[int]:
+        return sorted(int(r) for r in self.doc["resolutions"])
+
+    def check_device(self, name: str, settings_hash: str) -> None:
+        """Refuse to stand in for another device (or the same one with other settings)."""
+        if settings_hash != self.device["hash"]:
+            raise PredictorError(f"{self.source} was built for device {self.device['name']} (settings {self.device['hash']}), "
+                                 f"not for {name} (settings {settings_hash}); build one for this device with mnas predictor build")
+
+    def tables(self, resolution: int | None) -> tuple[int, dict]:
+        """(resolution, its tables); the first resolution by default, a clear error for one not covered."""
+        resolution = resolution or self.resolutions[0]
+        part = self.doc["resolutions"].get(str(resolution))
+        if part is None:
+            raise PredictorError(f"{self.source} covers resolutions {self.resolutions}, not {resolution}")
+        return resolution, part
+
+    def predict(self, arch: Architecture, resolution: int | None = None) -> Prediction:
+        resolution, part = self.tables(resolution)
+        table = part["layers"]
+        layers = arch_layers(arch, resolution, self.num_classes)
+        stages: dict[int, float] = {}
+        off = 0
+        for stage, layer in layers:
+            entry = table.get(layer.key)
+            if entry is None:
+                off += 1
+                ms = float(math.exp(_apply(part["fallback"], np.array(features(layer)))))
+            else:
+                ms = entry[0]
+            stages[stage] = stages.get(stage, 0.0) + ms
+        total = sum(stages.values())
+        latency = float(_apply(part["latency_fit"], np.array([total, len(layers)])))
+        memory = float(_apply(part["memory_fit"], np.array(model_features([layer for _, layer in layers]))))
+        blocks = [stages.get(i, 0.0) for i in range(-1, len(arch.blocks) + 1)]
+        return Prediction(max(latency, 1e-6), max(memory, 0.0), blocks, off)
+
+    def predict_many(self, archs: list[Architecture], resolution: int | None = None) -> np.ndarray:
+        """Latency (ms) of many architectures."""
+        return np.array([self.predict(a, resolution).latency_ms for a in archs])

@@ -1,0 +1,186 @@
+"""The latency predictor: layer decomposition, a small real build (onnxruntime), prediction of
+unseen architectures against their real measurement, refusals and clear errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import kendalltau
+
+from conftest import run_cli
+from latency_service.client import make_measurer
+from mnas.costs import count_macs
+from mnas.layers import arch_layers, space_layers
+from mnas.model import build_layer, build_model
+from mnas.presets import PRESETS
+from mnas.space import SearchSpace
+from search.predictor import FORMAT, Predictor, PredictorError
+RESOLUTION, CLASSES = 32, 10
+# one process per measurement, as the quick profiles, but enough runs for a steady median:
+# at 32 px a run takes ~0.1 ms, so 50 runs cost nothing next to the process start
+STEADY_PROFILE = """\
+name: test-steady
+backend: onnxruntime
+threads: 1
+warmup_runs: 10
+timed_runs: 40
+repeats: 1
+max_cv: 0.1
+max_remeasure: 1
+timeout_s: 60
+"""
+
+
+def test_layers_are_the_models_own_parts():
+    """Each LayerConfig builds the same module (same parameter shapes) as its place in the network,
+    and every layer of a sampled architecture is among the space's layer configurations."""
+    space = SearchSpace()
+    every = {layer.key for layer in space_layers(space, RESOLUTION, CLASSES)}
+    for seed in range(5):
+        arch = space.sample(seed)
+        layers = arch_layers(arch, RESOLUTION, CLASSES)
+        assert all(layer.key in every for _, layer in layers)
+        model = build_model(arch, CLASSES)
+        parts = [dict(model.conv_stem.named_parameters()) | {f"bn.{k}": v for k, v in model.bn1.named_parameters()}]
+        parts += [dict(layer.named_parameters()) for stage in model.blocks for layer in stage]
+        shapes = [sorted(p.shape for p in part.values()) for part in parts]
+        built = [sorted(p.shape for p in build_layer(layer).parameters()) for _, layer in layers[:-1]]
+        assert built == shapes
+        head = build_layer(layers[-1][1]).eval()
+        x = torch.randn(1, layers[-1][1].cin, layers[-1][1].size, layers[-1][1].size)
+        assert head(x).shape == (1, CLASSES)
+    assert len(every) == 3895  # the MnasNet space: 3,895 distinct layers at any resolution
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("predictor")
+    profile = tmp / "quick.yaml"
+    profile.write_text(STEADY_PROFILE)
+    out = tmp / "pred.json"
+    args = ["predictor", "build", "--device", str(profile), "--resolution", str(RESOLUTION), "--num-classes", str(CLASSES),
+            "--layers", "120", "--models", "25", "--out", str(out)]
+    first = run_cli(*args, timeout=900)
+    again = run_cli(*args, timeout=900)  # everything comes from the measurement cache: nothing is measured twice
+    return profile, out, first, again
+
+
+def test_build_writes_a_complete_versioned_predictor(built):
+    profile, out, first, again = built
+    doc = json.loads(out.read_text())
+    assert doc["format"] == FORMAT and doc["version"] == 1 and doc["model_format"] == "onnx"
+    assert doc["device"]["name"] == "test-steady" and doc["runtime"]["name"] == "onnxruntime"
+    part = doc["resolutions"][str(RESOLUTION)]
+    assert len(part["layers"]) == 3895 and sum(m for _, m in part["layers"].values()) == 120
+    assert all(ms > 0 for ms, _ in part["layers"].values())
+    assert "32 px: 120 of 3895 layer configs and 25 models measured (145 new)" in first.stdout
+    assert "(0 new)" in again.stdout and part["build"]["fresh_measurements"] == 0  # the file of the rerun: all from the cache
+    v = part["validation"]
+    assert v["layer_model"]["chosen"] in v["layer_model"]["cv_mean_abs_error_pct"] and v["latency"]["n"] == 5
+
+
+def test_unseen_architectures_are_predicted_near_their_measurement(built):
+    profile, out, _, _ = built
+    predictor = Predictor.load(out)
+    space = SearchSpace()
+    # Ten architectures the build never drew, spread over the space's range of sizes (every sixth of
+    # sixty by multiply-adds): neighbours in a random draw often differ by less than the measurement
+    # noise, and a ranking check on them would decide on noise.
+    candidates = [space.sample(10_000 + i) for i in range(60)]
+    macs = [count_macs(build_model(arch, CLASSES), RESOLUTION)["macs"] for arch in candidates]
+    archs = [candidates[i] for i in np.argsort(macs)[3::6]]
+    source = make_measurer(device=str(profile))
+    measured, predicted = [], []
+    try:
+        from mnas.export import export_architecture
+
+        for i, arch in enumerate(archs):
+            path = export_architecture(arch, out.parent / f"unseen{i}.onnx", "onnx", RESOLUTION, CLASSES)
+            measured.append(source.measure(path)["latency_ms"])
+            p = predictor.predict(arch, RESOLUTION)
+            assert p.off_table == 0 and len(p.blocks) == 9
+            predicted.append(p.latency_ms)
+    finally:
+        source.close()
+    ratio = np.array(predicted) / np.array(measured)
+    tau = kendalltau(predicted, measured).statistic
+    # At 32 px a model runs in ~0.3 ms and one reference measurement on a shared 2-core machine moves by
+    # up to 50% between runs (0.33 vs 0.52 ms for the same model here), and the whole machine drifts between
+    # the build and this check. So the check is the one the hybrid search relies on: the ranking, and the
+    # error left after the one scale factor it refits from real measurements (the median ratio); robust
+    # statistics, so a single disturbed reference cannot decide it. The ranking of ten models whose true
+    # latencies lie within ~2x of each other is itself noisy here: two CI runs under load gave tau 0.47 with
+    # median calibrated errors of ~10%, so the ranking check asks for a clearly positive tau, and the
+    # accuracy check is the calibrated error. Full-size accuracy figures are in BENCHMARKS.md.
+    calibrated = np.abs(ratio / np.median(ratio) - 1)
+    assert tau >= 0.25 and np.median(calibrated) < 0.2 and 0.6 < np.median(ratio) < 1.6, (ratio.round(3), tau)
+    many = predictor.predict_many(archs, RESOLUTION)
+    assert many.shape == (10,) and many[0] == pytest.approx(predictor.predict(archs[0]).latency_ms)
+
+
+def test_cli_predict_and_its_refusals(built, tmp_path):
+    profile, out, _, _ = built
+    sampled = tmp_path / "arch.json"
+    sampled.write_text(SearchSpace().sample(3).to_json())
+    r = json.loads(run_cli("latency", "predict", str(sampled), "--predictor", str(out), "--json").stdout)
+    assert r["latency_ms"] > 0 and r["peak_memory_mb"] > 0 and len(r["blocks_ms"]) == 9 and r["resolution"] == RESOLUTION
+    assert r["off_table_layers"] == 0  # an architecture of the space: every layer is in the table
+    assert r["latency_ms"] == pytest.approx(Predictor.load(out).predict(SearchSpace().sample(3)).latency_ms)
+    a1 = json.loads(run_cli("latency", "predict", "mnasnet-a1", "--predictor", str(out), "--device", str(profile), "--json").stdout)
+    assert a1["off_table_layers"] > 0 and a1["latency_ms"] > 0  # A1 lies off the space's grid: estimated layers
+    other = tmp_path / "other.yaml"
+    other.write_text(STEADY_PROFILE.replace("timed_runs: 40", "timed_runs: 41"))
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "mnas-latency-predictor", "version": 1')
+    cases = [
+        (["--device", str(other)], "was built for device test-steady"),
+        (["--resolution", "64"], "covers resolutions [32], not 64"),
+    ]
+    for extra, message in cases:
+        proc = run_cli("latency", "predict", "mobilenet-v2", "--predictor", str(out), *extra, check=False)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    for path, message in ((tmp_path / "none.json", "predictor file not found"), (bad, "not a predictor file")):
+        proc = run_cli("latency", "predict", "mobilenet-v2", "--predictor", str(path), check=False)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({**json.loads(out.read_text()), "version": 0}))
+    with pytest.raises(PredictorError, match="format version 0; this mnas reads version 1"):
+        Predictor.load(old)
+
+
+def test_prediction_needs_no_torch_and_is_fast(built):
+    import subprocess
+    import sys
+
+    _, out, _, _ = built
+    code = ("import sys, time\nfrom mnas.space import SearchSpace\nfrom search.predictor import Predictor\n"
+            f"p = Predictor.load({str(out)!r})\narchs = [SearchSpace().sample(i) for i in range(200)]\n"
+            "t = time.perf_counter()\nlat = p.predict_many(archs)\nper = (time.perf_counter() - t) / len(archs)\n"
+            "print(per, 'torch' in sys.modules, float(lat.min()))")
+    per, torch_loaded, lowest = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert torch_loaded == "False" and float(lowest) > 0
+    assert float(per) < 1e-3  # well under a millisecond per architecture
+
+
+def test_profile_shows_where_the_time_goes(built, tmp_path):
+    profile, out, _, _ = built
+    space = SearchSpace()
+    arch = next(a for a in (space.sample(s) for s in range(100)) if any(b.layers == 0 for b in a.blocks))  # one with an empty block
+    path = tmp_path / "arch.json"
+    path.write_text(arch.to_json())
+    r = json.loads(run_cli("latency", "profile", str(path), "--device", str(profile), "--resolution", str(RESOLUTION),
+                           "--num-classes", str(CLASSES), "--predictor", str(out), "--runs", "10", "--json").stdout)
+    parts = {p["part"]: p for p in r["parts"]}
+    assert list(parts)[:9] == ["stem"] + [f"block {i}" for i in range(1, 8)] + ["head"]
+    assert sum(p["ms"] for p in r["parts"]) == pytest.approx(r["run_ms"], rel=1e-6)  # every node is counted once, plus the gaps
+    for i, block in enumerate(arch.blocks):
+        assert (parts[f"block {i + 1}"]["ms"] > 0) == (block.layers > 0)  # nodes land in the block they came from
+    assert parts["stem"]["ms"] > 0 and parts["head"]["ms"] > 0 and parts["stem"]["predicted_ms"] > 0
+    assert all(n["part"] in parts for n in r["nodes"]) and r["predicted_latency_ms"] > 0
+    litert = tmp_path / "litert.yaml"
+    litert.write_text(STEADY_PROFILE.replace("backend: onnxruntime", "backend: litert"))
+    for args, message in ((["--device", str(litert)], "per-operator profiling runs on onnxruntime profiles"),
+                          (["--url", "http://127.0.0.1:9"], "give --device PROFILE")):
+        proc = run_cli("latency", "profile", str(path), *args, "--resolution", str(RESOLUTION), check=False)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

@@ -1,0 +1,82 @@
+"""Quantized export (int8 and dynamic, ONNX and TFLite): the files run in their runtimes, hold int8
+tensors and agree with the float model of a small trained network; clear errors; int8 latency in a search."""
+
+import pytest
+import torch
+
+from conftest import run_cli
+from mnas.data import load_dataset
+from mnas.quantize import calibration_inputs, int8_tensors, quantize_model, run_file, top1_agreement
+from mnas.space import load_space
+from mnas.train import TrainConfig, train_model
+from search.store import Store
+from search_helpers import tiny_config, write_config
+
+RESOLUTION = 16
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The tiny space's base network trained 3 epochs on digits at 16 px (a few seconds)."""
+    from mnas.train import load_checkpoint
+
+    out = tmp_path_factory.mktemp("trained")
+    ds = load_dataset("digits")
+    train, val = ds.stage1()
+    arch = load_space("tiny").base
+    cfg = TrainConfig(epochs=3, batch_size=32, resolution=RESOLUTION, stride_cuts=0, seed=0)
+    metrics = train_model(arch, train, val, 10, cfg, out_dir=out)
+    assert metrics["top1"] > 0.5
+    return load_checkpoint(out / "checkpoint.pt"), calibration_inputs("digits", RESOLUTION, 64)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_int8_files_run_hold_int8_tensors_and_agree_with_the_float_model(trained, tmp_path, fmt):
+    model, inputs = trained
+    path = quantize_model(model, tmp_path / f"m.{fmt}", fmt, RESOLUTION, "int8", inputs)
+    assert int8_tensors(path) > 5
+    logits = run_file(path, inputs[:4])
+    assert logits.shape == (4, 10) and logits.dtype.kind == "f"  # float32 in and out
+    assert top1_agreement(model, path, inputs) >= 0.8
+    with torch.no_grad():
+        float_logits = torch.cat([model(x) for x in inputs[:4]]).numpy()
+    assert abs(logits - float_logits).max() > 0  # really quantized, not the float graph
+
+
+def test_dynamic_onnx_quantizes_weights_only(trained, tmp_path):
+    model, inputs = trained
+    path = quantize_model(model, tmp_path / "d.onnx", "onnx", RESOLUTION, "dynamic", [])
+    assert int8_tensors(path) > 5 and top1_agreement(model, path, inputs) >= 0.8
+
+
+def test_cli_quantized_export_and_its_errors(tmp_path):
+    out = tmp_path / "a1.onnx"
+    r = run_cli("export", "mnasnet-a1", "--format", "onnx", "--resolution", "32", "--num-classes", "10", "--quantize", "int8",
+                "--calibration", "digits", "--calibration-samples", "8", "--out", str(out))
+    assert out.is_file() and "int8 tensors" in r.stdout and "agrees with the float model on" in r.stdout
+    cases = [
+        (["--quantize", "int8"], "needs --calibration DATA_SPEC"),
+        (["--quantize", "int8", "--calibration", str(tmp_path / "nowhere")], "unknown data spec"),
+        (["--quantize", "int8", "--calibration", f"npz:{tmp_path / 'nowhere'}"], "nowhere"),
+        (["--quantize", "int4"], "--quantize must be int8 or dynamic"),
+    ]
+    from typer.testing import CliRunner
+
+    from search.cli import app
+
+    for extra, message in cases:  # in this process: the user errors come before any heavy work
+        r = CliRunner().invoke(app, ["export", "mobilenet-v2", "--format", "onnx", "--resolution", "32", "--out", str(tmp_path / "x.onnx"),
+                                     *extra])
+        assert r.exit_code == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_search_measures_the_int8_model(tmp_path):
+    from search.config import ConfigError, parse_config
+
+    cfg = tiny_config(tmp_path, max_trials=1, max_parallel_trials=1, controller={"type": "random"}, latency={"quantize": "int8"})
+    out = tmp_path / "exp"
+    run_cli("search", str(write_config(tmp_path / "c.yaml", cfg)), "--out", str(out), "--no-progress")
+    (trial,) = Store(out).trials()
+    assert trial["status"] == "succeeded" and trial["metrics"]["latency"]["quantize"] == "int8" and trial["latency_ms"] > 0
+    with pytest.raises(ConfigError, match="a predictor predicts the float model"):
+        parse_config(tiny_config(tmp_path, latency={"quantize": "int8", "predictor": str(tmp_path / "p.json")}))
