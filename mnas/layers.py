@@ -126,3 +126,19 @@ def space_layers(space, resolution: int, num_classes: int = 1000) -> list[LayerC
     for cin in widths:
         layers.add(LayerConfig("head", cin, base.head, size, act=base.act, classes=num_classes, head_style=base.head_style))
     return sorted(layers)
+
+
+def extreme_architecture(space, resolution: int, largest: bool = True) -> Architecture:
+    """The space's architecture with the most (or fewest) multiply-adds: coordinate ascent over
+    the tokens on these torch-free layer costs; two passes settle it for the shipped spaces.
+    The one-shot supernet trains these two paths every step (the sandwich rule)."""
+    def macs(indices):
+        total = sum(layer.costs()["macs"] for _, layer in arch_layers(space.decode(indices), resolution))
+        return total if largest else -total
+
+    cards = space.cardinalities
+    best = [c - 1 if largest else 0 for c in cards]
+    for _ in range(2):
+        for t, n in enumerate(cards):
+            best[t] = max(range(n), key=lambda i: (macs(best[:t] + [i] + best[t + 1:]), i if largest else -i))
+    return space.decode(best)

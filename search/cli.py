@@ -125,6 +125,7 @@ def stage2_cmd(
     top: int = typer.Option(10, min=1, help="how many architectures to train"),
     epochs: int = typer.Option(..., min=1, help="full-training epochs"),
     executor: Optional[str] = typer.Option(None, help="local or ray (overrides the config)"),
+    init: str = typer.Option("scratch", help="scratch, or shared: start from the supernet's weights (evaluator: supernet)"),
 ):
     """Stage 2: fully train the top-k architectures and test them; results go to the same store."""
     from rich.table import Table
@@ -136,8 +137,9 @@ def stage2_cmd(
     if executor not in (None, "local", "ray"):
         raise MnasError(f"--executor must be local or ray (got {executor!r})")
     cfg = open_search(None, directory, resume=True)
-    rows = run_stage2(cfg, directory, top, epochs, executor)
-    table = Table(title=f"stage 2: top {len(rows)} of {directory}")
+    rows = run_stage2(cfg, directory, top, epochs, executor, init)
+    start = "" if init == "scratch" else " (from the supernet's weights)"
+    table = Table(title=f"stage 2{start}: top {len(rows)} of {directory}")
     for col in ("rank", "stage-1 trial", "stage-1 top-1", "stage-2 top-1", "latency ms", "reward", "architecture"):
         table.add_column(col)
     for rank, row in enumerate(rows, 1):
@@ -548,6 +550,9 @@ def build_app() -> typer.Typer:
     from search.proxy.cli import proxy_app
 
     app.add_typer(proxy_app(), name="proxy")
+    from search.oneshot.cli import supernet_app
+
+    app.add_typer(supernet_app(), name="supernet")
     for name, command in SEARCH_COMMANDS.items():
         app.command(name)(command)
     return app

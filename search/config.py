@@ -177,6 +177,23 @@ class ExecutorConfig(_Strict):
         return self
 
 
+class SupernetConfig(_Strict):
+    """One-shot search (``evaluator: supernet``): one weight-sharing supernet trained on the proxy
+    data's stage-1 split with the proxy recipe (batch, lr, resolution, width, ...) for ``epochs``;
+    each candidate is then its path's top-1 on the stage-1 validation split after BN statistics
+    are recomputed for that path. ``directory``: a supernet trained before (``mnas supernet
+    train``); default: the experiment's own ``supernet/``, trained when the search starts."""
+
+    epochs: int = Field(default=20, ge=1, description="supernet training epochs (a path sees ~1/paths of the steps)")
+    sandwich: bool = Field(default=True, description="each step trains the largest and smallest paths too (BigNAS)")
+    random_paths: int = Field(default=2, ge=1, description="random paths per step (uniform per token, SPOS)")
+    distill: bool = Field(default=True, description="in-place distillation: other paths learn the largest path's outputs")
+    clip_grad_norm: float = Field(default=5.0, gt=0, description="clip the summed gradients of a step's paths to this norm")
+    bn_images: int = Field(default=1024, ge=1, description="training images that recompute a candidate's BN statistics")
+    eval_images: int | None = Field(default=None, ge=1, description="validation images per candidate; default the whole split")
+    directory: str | None = None
+
+
 class SearchConfig(_Strict):
     name: str = "search"
     seed: int = 0
@@ -192,6 +209,18 @@ class SearchConfig(_Strict):
     stop: StopConfig = StopConfig()
     early_stopping: EarlyStoppingConfig | None = Field(default=None, description="stop hopeless trials by their learning curves")
     executor: ExecutorConfig = ExecutorConfig()
+    evaluator: Literal["proxy", "supernet"] = Field(default="proxy", description="proxy: train each candidate (multi-trial); "
+                                                    "supernet: evaluate it through a weight-sharing supernet (one-shot)")
+    supernet: SupernetConfig = SupernetConfig()
+
+    @model_validator(mode="after")
+    def _supernet_trains_nothing_per_trial(self) -> "SearchConfig":
+        if self.evaluator == "supernet":
+            if self.early_stopping is not None:
+                raise ValueError("early_stopping stops trainings; with evaluator: supernet no candidate is trained (leave it out)")
+            if self.proxy.prefilter is not None:
+                raise ValueError("proxy.prefilter skips trainings; with evaluator: supernet no candidate is trained (leave it out)")
+        return self
 
     def failure_budget(self) -> int:
         return self.max_failed_trials if self.max_failed_trials is not None else max(1, self.max_trials // 3)

@@ -33,6 +33,17 @@ def gpu_count() -> int:
         return 0
 
 
+def threads_per_trial(parallel: int) -> int:
+    """CPU threads for each of ``parallel`` trials: the usable cores split between them, never
+    more than OMP_NUM_THREADS when that is set (more threads than cores makes torch's OpenMP
+    spin-wait, which slowed 1-epoch trials ~10x when two searches shared two cores)."""
+    from devices.local import available_cpus
+
+    threads = max(1, len(available_cpus()) // max(1, parallel))
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    return min(threads, int(cap)) if cap.isdigit() and int(cap) > 0 else threads
+
+
 @dataclass(frozen=True)
 class Finished:
     trial_id: int
@@ -106,7 +117,7 @@ class LocalExecutor(Executor):
             slots = [{"name": f"gpu{g}.{k}", "env": {"CUDA_VISIBLE_DEVICES": str(g)}} for g in range(gpus) for k in range(trials_per_gpu)]
             self.slots = slots[: max(1, min(len(slots), max_parallel))]
         else:
-            threads = max(1, (os.cpu_count() or 1) // max_parallel)
+            threads = threads_per_trial(max_parallel)
             self.slots = [{"name": f"cpu{k}", "env": {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(threads)}, "threads": threads}
                           for k in range(max_parallel)]
         self.procs: dict[int, _Process] = {}

@@ -63,6 +63,7 @@ class TrialSpec(_Frozen):
     data: TrialData
     latency: LatencyConfig | None = None  # None: train only (stage 2 reuses stage 1's figures)
     checkpoint_dir: str | None = None
+    init_weights: str | None = None  # stage 2: start from this state dict (a supernet's shared weights) instead of a fresh init
     torch_threads: int | None = None  # set by the executor for its slot
     measure: bool = True  # with a predictor: also measure for real (always without one)
     latency_scale: float = 1.0  # with a predictor: measured / predicted, as seen so far in this search

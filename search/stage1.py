@@ -220,6 +220,20 @@ class SearchOutcome:
     stopped_early: bool = False
 
 
+def supernet_executor(config: SearchConfig, directory: Path, log=None):
+    """The one-shot evaluator: the config's trained supernet, or the experiment's own, trained
+    (or its training resumed) here first."""
+    from search.oneshot.evaluator import SupernetExecutor
+    from search.oneshot.training import is_trained, supernet_dir, train_supernet
+
+    where = supernet_dir(config, directory)
+    if not is_trained(where):
+        if config.supernet.directory:
+            raise MnasError(f"supernet.directory {where} holds no finished supernet; train it with mnas supernet train")
+        train_supernet(config, where, log=log)
+    return SupernetExecutor(config, where)
+
+
 def run_search(config: SearchConfig, directory: Path, executor_kind: str | None = None, progress: bool = True,
                tensorboard: bool = False, controller: Controller | None = None) -> SearchOutcome:
     """Run (or resume) the stage-1 search of the experiment in ``directory``."""
@@ -241,8 +255,11 @@ def run_search(config: SearchConfig, directory: Path, executor_kind: str | None 
             observers.append(ProgressDisplay(store, config, started))
         if tensorboard:
             observers.append(TensorBoardScalars(store, directory / "tensorboard"))
-        executor = make_executor(executor_kind or config.executor.type, directory, config.max_parallel_trials,
-                                 slots_per_gpu(config.executor, tuning), config.trial_timeout_s, config.executor.ray_address)
+        if config.evaluator == "supernet":
+            executor = supernet_executor(config, directory, log=print if progress else None)
+        else:
+            executor = make_executor(executor_kind or config.executor.type, directory, config.max_parallel_trials,
+                                     slots_per_gpu(config.executor, tuning), config.trial_timeout_s, config.executor.ray_address)
         reason, stopped = TrialLoop(SearchStage(context, store, controller, space, curves), executor, store, observers).run()
         store.set_meta("last_stop", {"reason": reason, "at": time.time()})
         return SearchOutcome(directory, reason, store.counts(1), store.best_trial(1), time.time() - started, stopped)

@@ -170,6 +170,7 @@ def run_trial(spec: TrialSpec) -> TrialResult:
             curve = CurveWriter(spec.curve_path, latency_ms=latency_ms, memory_mb=memory_mb)
             on_epoch = curve.epoch
         metrics = train_model(spec.architecture, train_src, eval_src, num_classes, spec.train, out_dir=spec.checkpoint_dir,
+                              init_weights=spec.init_weights,
                               before_step=pause, on_epoch=on_epoch)
         metrics.pop("architecture", None)
         timings["train_s"] = metrics["train_seconds"] + metrics["eval_seconds"]

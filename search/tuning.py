@@ -122,7 +122,9 @@ def run_together(n: int, job: dict, timeout_s: float = 300) -> list[dict]:
         tmp = Path(tmp)
         procs = []
         if not job["device"].startswith("cuda"):  # CPU workers split the cores between them
-            job = {**job, "threads": max(1, (os.cpu_count() or 1) // n)}
+            from search.executors import threads_per_trial
+
+            job = {**job, "threads": threads_per_trial(n)}
         for k in range(n):
             spec = tmp / f"job{k}.json"
             spec.write_text(json.dumps({**job, "barrier": str(tmp / "go"), "ready": str(tmp / f"ready{k}"), "result": str(tmp / f"result{k}.json")}))

@@ -25,4 +25,10 @@ def cifar10_dir() -> Path:
     return CIFAR10
 
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Under pytest-xdist (two workers on two cores) each worker's torch, onnxruntime and trial
+# processes get one thread: more threads than cores makes OpenMP spin-wait and trials ~10x
+# slower. The workers inherit the controller's environment, so this overrides it there.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+else:
+    os.environ.setdefault("OMP_NUM_THREADS", "2")

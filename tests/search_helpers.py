@@ -24,7 +24,9 @@ def tiny_config(tmp: Path, **overrides) -> dict:
     cfg = {
         "name": "tiny",
         "seed": 0,
-        "proxy": {"data": "digits", "epochs": 1, "batch_size": 64, "resolution": 8, "width_mult": 0.35},
+        # half the stage-1 split and a short BN recalibration: a trial trains in about a second
+        "proxy": {"data": "digits", "epochs": 1, "batch_size": 64, "resolution": 8, "width_mult": 0.35, "data_fraction": 0.5,
+                  "bn_calibration_images": 256},
         "latency": {"device": str(profile), "resolution": 32},
         "reward": {"target_ms": 0.3, "mode": "soft"},
         "controller": {"type": "ppo", "batch": 2, "lr": 0.01},

@@ -65,6 +65,7 @@ def test_scalar_controllers_learn_the_hard_reward_at_a_target_drawn_per_proposal
     assert a.indices == b.indices and a.meta == b.meta
 
 
+@pytest.mark.slow  # ~45 s; Ax itself is covered by test_ax_controller, Pareto mode by the search test below
 def test_ax_in_pareto_mode_models_accuracy_and_latency():
     pytest.importorskip("ax")
     from mnas.space import SearchSpace

@@ -41,19 +41,10 @@ class CheckReport:
 
 
 def largest_architecture(space, resolution: int) -> Architecture:
-    """The space's architecture with the most multiply-adds (coordinate ascent over the tokens
-    on the torch-free layer costs; two passes settle it for these spaces)."""
-    from mnas.layers import arch_layers
+    """The space's architecture with the most multiply-adds."""
+    from mnas.layers import extreme_architecture
 
-    def macs(indices):
-        return sum(layer.costs()["macs"] for _, layer in arch_layers(space.decode(indices), resolution))
-
-    cards = space.cardinalities
-    best = [c - 1 for c in cards]
-    for _ in range(2):
-        for t, n in enumerate(cards):
-            best[t] = max(range(n), key=lambda i: (macs(best[:t] + [i] + best[t + 1:]), i))
-    return space.decode(best)
+    return extreme_architecture(space, resolution, largest=True)
 
 
 def check_dataset(config, report: CheckReport, labels=None, num_classes: int | None = None) -> None:
