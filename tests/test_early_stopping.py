@@ -48,6 +48,7 @@ def test_per_epoch_evaluation_leaves_training_unchanged():
     assert all(0 <= p["top1"] <= 1 and p["loss"] > 0 for p in seen)
 
 
+@pytest.mark.slow  # ~85 s of 4-epoch trials; the rule itself is tested above
 def test_a_search_stops_trials_below_the_rule_and_resumes(tmp_path):
     cfg = tiny_config(tmp_path, max_trials=5, max_parallel_trials=1, controller={"type": "random"}, proxy={"epochs": 4},
                       early_stopping={"rule": "median", "min_epochs": 1, "min_completed": 2})

@@ -96,6 +96,7 @@ def test_scalar_controllers_are_wrapped_in_pareto_mode(tmp_path):
     assert not isinstance(new_controller(parse_config(tiny_config(tmp_path)), SearchSpace()), RandomTargets)
 
 
+@pytest.mark.slow  # ~40 s; the front and hypervolume are tested on fixed points above
 def test_a_pareto_search_reports_its_front_and_hypervolume(tmp_path):
     """Pareto mode end to end with a scalar controller (a latency target drawn per proposal); the
     same with Ax and a resume is the slow test below."""

@@ -181,6 +181,7 @@ def test_the_proxy_tool_chain_end_to_end(tmp_path):
     assert "run mnas proxy select first" in missing.stderr
 
 
+@pytest.mark.slow  # ~60 s of trainings; the tool chain's end-to-end test stays in the default run
 def test_a_killed_study_resumes_without_training_anything_twice(tmp_path):
     config = proxy_config(tmp_path, proxy={"epochs": 2})
     out = tmp_path / "study"
@@ -217,6 +218,7 @@ def test_check_warns_on_small_data_and_refuses_an_impossible_proxy(tmp_path):
     assert "unknown proxy field(s) epoch" in bad.stderr
 
 
+@pytest.mark.slow  # ~60 s of trainings; the tool chain's end-to-end test stays in the default run
 def test_prefilter_skips_candidates_whose_score_is_below_the_running_quantile(tmp_path):
     cfg = proxy_config(tmp_path, proxy={"prefilter": {"score": "params", "quantile": 0.9, "min_trials": 2}}, max_trials=6,
                        max_parallel_trials=1, controller={"type": "random"})

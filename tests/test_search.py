@@ -242,7 +242,7 @@ def test_kill_9_and_resume(tmp_path):
 def test_failing_trials_and_failure_budget(tmp_path):
     """The latency service rejects models over its upload limit: those trials fail, the
     search goes on, failures never reach the controller, and the budget stops it."""
-    svc = Service(write_profile(tmp_path / "p.yaml"), tmp_path / "c.sqlite", extra=["--max-upload-mb", "9"])
+    svc = Service(write_profile(tmp_path / "p.yaml"), tmp_path / "c.sqlite", extra=["--max-upload-mb", "4"])
     try:
         cfg = tiny_config(tmp_path, max_trials=12, max_failed_trials=1, max_parallel_trials=1,
                           latency={"url": svc.url, "device": None, "resolution": 32}, controller={"type": "random"})
@@ -412,6 +412,7 @@ def test_an_experiment_made_before_typed_trials_still_resumes(tmp_path):
     assert Store(out).checkpoint_count() == 3  # PPO batch 2: one more update after trials 5 and 6
 
 
+@pytest.mark.slow  # ~85 s: a predictor build, a search, export and stage 2
 def test_a_hybrid_search_predicts_every_trial_and_measures_some(tmp_path):
     """latency.predictor + measure_every: every trial predicted, every 2nd also measured (both
     stored), predictions rescaled by the measurements so far; stage 2 measures for real."""
@@ -472,6 +473,7 @@ def test_a_hybrid_search_predicts_every_trial_and_measures_some(tmp_path):
     assert r.returncode == 2 and "was built for device test-quick" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
+@pytest.mark.slow  # ~60 s; the tiny space is searched end to end by tests/test_supernet.py in the default run
 def test_a_search_on_a_space_file_records_it_and_resumes_without_it(tmp_path):
     """`space: FILE`: the trials come from that space; its definition is stored with the experiment,
     so the search resumes after the file is gone, and cannot resume under another space."""

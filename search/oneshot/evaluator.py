@@ -23,6 +23,9 @@ from search.oneshot.training import SupernetSetup, build_supernet, is_trained, r
 from search.spec import TrialResult, TrialSpec
 
 
+EVAL_BATCH = 256
+
+
 class SupernetEvaluator:
     """Loads a finished supernet once; ``evaluate(arch)`` gives that path's top-1."""
 
@@ -46,7 +49,10 @@ class SupernetEvaluator:
                 raise MnasError(f"the supernet in {directory} was trained with another {key.replace('num_', '')}; "
                                 "train one for this config (mnas supernet train)")
         self.directory, self.num_classes = directory, num_classes
-        self.cfg = proxy.train_config(config.seed).model_copy(update={"bn_calibration_images": config.supernet.bn_images})
+        # one large batch recomputes BN and one evaluates: a candidate costs a few forward passes
+        recipe = proxy.train_config(config.seed)
+        self.cfg = recipe.model_copy(update={"bn_calibration_images": config.supernet.bn_images,
+                                             "batch_size": max(recipe.batch_size, EVAL_BATCH)})
         self.device = resolve_device(self.cfg.device)
         self.channels_last = self.cfg.channels_last if self.cfg.channels_last is not None else True
         bf16 = self.cfg.precision == "bf16" or (self.cfg.precision == "auto" and self.device.type == "cuda")
