@@ -184,8 +184,8 @@ def test_stage2_trains_the_top_k(finished_search):
         assert (out / "trials" / str(t["id"]) / "checkpoint.pt").is_file()
     # the winners, with stage-2 weights, as model files and metrics JSON
     winners = out.parent / "winners"
-    run_cli("export", str(out), "--top", "2", "--format", "onnx,tflite", "--out", str(winners), "--checkpoint", "stage2", timeout=600)
-    assert sorted(p.suffix for p in winners.iterdir()) == [".json", ".json", ".onnx", ".onnx", ".tflite", ".tflite"]
+    run_cli("export", str(out), "--top", "2", "--format", "onnx", "--out", str(winners), "--checkpoint", "stage2", timeout=600)
+    assert sorted(p.suffix for p in winners.iterdir()) == [".json", ".json", ".onnx", ".onnx"]
     info = json.loads(next(winners.glob("rank1-*.json")).read_text())
     assert info["stage"] == 2 and info["weights"] == "stage-2 trained" and info["timm_blocks"]
     # running it again trains nothing new
@@ -194,23 +194,23 @@ def test_stage2_trains_the_top_k(finished_search):
 
 
 def test_kill_9_and_resume(tmp_path):
-    cfg_path = write_config(tmp_path / "tiny.yaml", tiny_config(tmp_path, max_trials=6))
+    cfg_path = write_config(tmp_path / "tiny.yaml", tiny_config(tmp_path, max_trials=5))
     out = tmp_path / "exp"
     exe = Path(sys.executable).with_name("mnas")
     proc = subprocess.Popen([str(exe), "search", str(cfg_path), "--out", str(out), "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
     deadline = time.time() + 300
-    while counts(out).get("succeeded", 0) < 3:
+    while counts(out).get("succeeded", 0) < 2:
         assert time.time() < deadline and proc.poll() is None
         time.sleep(0.5)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     before = {t["id"]: t for t in Store(out).trials(status="succeeded")}
-    assert len(before) >= 3
+    assert len(before) >= 2
     # a killed search can be inspected: status and report read only the store
     status = json.loads(run_cli("status", str(out), "--json").stdout)
     assert status["succeeded"] == len(before) and status["failed"] == 0
     assert status["running"] + status["pending"] == len(Store(out).trials()) - len(before)  # the interrupted ones
-    assert status["verdict"] == "keep going" and status["max_trials"] == 6
+    assert status["verdict"] == "keep going" and status["max_trials"] == 5
     run_cli("report", str(out))
     page = (out / "report" / "index.html").read_text()
     assert page.count("<img") == 5 and "data:image/png;base64," in page
@@ -223,16 +223,16 @@ def test_kill_9_and_resume(tmp_path):
     run_cli("search", "--resume", str(out), "--no-progress", timeout=600)
     store = Store(out)
     after = store.trials()
-    assert len(after) == 6 and all(t["status"] == "succeeded" for t in after)
+    assert len(after) == 5 and all(t["status"] == "succeeded" for t in after)
     for trial_id, t in before.items():  # finished trials were kept as they were
         assert store.trial(trial_id)["reward"] == t["reward"]
     kinds = [k for _, k, _ in store.events_after(0)]
-    assert kinds.count("ask") == 6 and kinds.count("tell") == 6
+    assert kinds.count("ask") == 5 and kinds.count("tell") == 5
 
     # resume again with a larger budget: the same experiment grows
-    bigger = write_config(tmp_path / "bigger.yaml", tiny_config(tmp_path, max_trials=7))
+    bigger = write_config(tmp_path / "bigger.yaml", tiny_config(tmp_path, max_trials=6))
     run_cli("search", str(bigger), "--resume", str(out), "--no-progress", timeout=600)
-    assert counts(out) == {"succeeded": 7}
+    assert counts(out) == {"succeeded": 6}
     # but the proxy task cannot change under a running search
     other = write_config(tmp_path / "other.yaml", tiny_config(tmp_path, max_trials=12, proxy={"epochs": 3}))
     r = run_cli("search", str(other), "--resume", str(out), check=False)
