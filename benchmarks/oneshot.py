@@ -108,7 +108,7 @@ def rank_check(config_path: Path, supernet: Path, count: int, store_path: Path, 
     picks = [pool[order[int(round(q))]] for q in np.linspace(0, len(pool) - 1, count)]
     done = json.loads(store_path.read_text()) if store_path.is_file() else {}
     proxy = config.proxy
-    data = TrialData(spec=proxy.data, val_fraction=proxy.val_fraction, split_seed=proxy.split_seed, train_fraction=proxy.data_fraction)
+    data = TrialData.of(proxy)
     train, val, classes = load_trial_data(data, stage=1)
     for i, arch in enumerate(picks):
         key = arch.to_json()

@@ -206,19 +206,18 @@ class Supernet(nn.Module):
             kernel_max = max(choices["kernel"])
             families = {_family(op) for op in choices["op"]}
             expansions = {e for op in choices["op"] for e in _expansions(op, choices["expansion"])}
-            se_on = max(choices["se"]) > 0
             skips = set(choices["skip"])
             layers = []
             for j in range(max(choices["layers"])):
                 lin = in_max if j == 0 else out_max
                 kinds = {}
                 if "conv" in families:
-                    kinds["conv"] = ConvKind(lin, out_max, kernel_max, _se_max(out_max, lin, choices["se"], base.se_style) if se_on else 0)
+                    kinds["conv"] = ConvKind(lin, out_max, kernel_max, _se_max(out_max, lin, choices["se"], base.se_style))
                 if "sepconv" in families:
-                    kinds["sepconv"] = SepconvKind(lin, out_max, kernel_max, _se_max(lin, lin, choices["se"], base.se_style) if se_on else 0)
+                    kinds["sepconv"] = SepconvKind(lin, out_max, kernel_max, _se_max(lin, lin, choices["se"], base.se_style))
                 if "mbconv" in families:
                     mid = max(mid_channels(lin, e) for e in expansions)
-                    kinds["mbconv"] = MbconvKind(lin, out_max, kernel_max, mid, _se_max(mid, lin, choices["se"], base.se_style) if se_on else 0)
+                    kinds["mbconv"] = MbconvKind(lin, out_max, kernel_max, mid, _se_max(mid, lin, choices["se"], base.se_style))
                 layers.append(ElasticLayer(kinds, PoolShortcutKind(lin, out_max) if "pool" in skips else None))
             blocks.append(nn.ModuleList(layers))
             widths_in = outs | (widths_in if min(choices["layers"]) == 0 else set())
@@ -333,5 +332,6 @@ def _expansions(op: str, expansion_choices: tuple) -> tuple:
 
 
 def _se_max(channels: int, in_chs: int, ratios: tuple, style: str) -> int:
-    """The widest SE reduction any choice needs (rounding to 8 may overshoot by one step)."""
-    return max(se_reduced(channels, in_chs, r, style) for r in ratios if r) + (8 if style == "expanded" else 0)
+    """The widest SE reduction any choice needs (rounding to 8 may overshoot by one step); 0: no SE choice."""
+    on = [r for r in ratios if r]
+    return max(se_reduced(channels, in_chs, r, style) for r in on) + (8 if style == "expanded" else 0) if on else 0

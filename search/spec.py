@@ -54,6 +54,12 @@ class TrialData(_Frozen):
     cache: str | None = None
     train_fraction: float = 1.0  # stage 1: train on this share of the split (proxy.data_fraction)
 
+    @classmethod
+    def of(cls, proxy, cache: str | None = None) -> "TrialData":
+        """The data of a config's proxy task (``ProxyConfig``): its spec, stage-1 split and fraction."""
+        return cls(spec=proxy.data, val_fraction=proxy.val_fraction, split_seed=proxy.split_seed, cache=cache,
+                   train_fraction=proxy.data_fraction)
+
 
 class TrialSpec(_Frozen):
     trial_id: int
@@ -121,8 +127,7 @@ class TrialContext:
                 measured["precision"] = tuning.precision
             if proxy.channels_last is None:
                 measured["channels_last"] = tuning.channels_last
-        data = TrialData(spec=proxy.data, val_fraction=proxy.val_fraction, split_seed=proxy.split_seed, cache=cache,
-                         train_fraction=proxy.data_fraction)
+        data = TrialData.of(proxy, cache)
         return cls(config, data, num_classes, proxy.train_config(config.seed, **measured), directory, measure_alone and directory is not None)
 
     def spec(self, trial_id: int, architecture: Architecture | dict, stage: Literal[1, 2] = 1, epochs: int | None = None,

@@ -147,7 +147,6 @@ def run_trial(spec: TrialSpec) -> TrialResult:
     try:
         import torch
 
-        from mnas.costs import arch_info
         from mnas.train import train_model
 
         if spec.torch_threads:
@@ -161,9 +160,7 @@ def run_trial(spec: TrialSpec) -> TrialResult:
         latency_ms = memory_mb = None
         if spec.latency is not None:
             latency, timings, latency_ms, memory_mb = trial_latency(spec, num_classes)
-            # the model as measured, so that reports need no torch to show its size
-            info = arch_info(spec.architecture, spec.latency.resolution, 1.0, spec.latency.num_classes or num_classes)
-            costs = {"params": info["params"], "macs": info["macs"], "resolution": spec.latency.resolution}
+            costs = measured_costs(spec, num_classes)
         pause = pause_while_measuring(spec.measure_alone_in) if spec.measure_alone_in else None
         on_epoch = None
         if spec.curve_path:
@@ -182,6 +179,15 @@ def run_trial(spec: TrialSpec) -> TrialResult:
         )
     except Exception as exc:  # a trial's failure must never take the search down
         return TrialResult.failure(classify_failure(exc), _describe(exc), time.perf_counter() - started)
+
+
+def measured_costs(spec: TrialSpec, num_classes: int) -> dict:
+    """Params and MACs of the model as measured (width 1.0, the latency resolution), so that
+    reports need no torch to show its size."""
+    from mnas.costs import arch_info
+
+    info = arch_info(spec.architecture, spec.latency.resolution, 1.0, spec.latency.num_classes or num_classes)
+    return {"params": info["params"], "macs": info["macs"], "resolution": spec.latency.resolution}
 
 
 def trial_zero_cost(spec: TrialSpec, train_src, num_classes: int) -> dict:

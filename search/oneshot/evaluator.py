@@ -40,7 +40,7 @@ class SupernetEvaluator:
         if not is_trained(directory):
             raise MnasError(f"{directory} holds no finished supernet; train it with mnas supernet train CONFIG --out {directory}")
         proxy = config.proxy
-        data = TrialData(spec=proxy.data, val_fraction=proxy.val_fraction, split_seed=proxy.split_seed, train_fraction=proxy.data_fraction)
+        data = TrialData.of(proxy)
         train, val, num_classes = load_trial_data(data, stage=1)
         ckpt = read_checkpoint(directory)
         mine, theirs = SupernetSetup.of(config, num_classes).to_dict(), dict(ckpt["setup"])
@@ -121,7 +121,7 @@ class SupernetExecutor(Executor):
         return [Finished(spec.trial_id, "supernet", self.run(spec))]
 
     def run(self, spec: TrialSpec) -> TrialResult:
-        from search.trial import classify_failure, trial_latency
+        from search.trial import classify_failure, measured_costs, trial_latency
 
         t0 = time.perf_counter()
         try:
@@ -129,12 +129,8 @@ class SupernetExecutor(Executor):
             latency_ms = memory_mb = None
             costs = {}
             if spec.latency is not None:
-                from mnas.costs import arch_info
-
                 latency, timings, latency_ms, memory_mb = trial_latency(spec, self.evaluator.num_classes)
-                classes = spec.latency.num_classes or self.evaluator.num_classes
-                info = arch_info(spec.architecture, spec.latency.resolution, 1.0, classes)
-                costs = {"params": info["params"], "macs": info["macs"], "resolution": spec.latency.resolution}
+                costs = measured_costs(spec, self.evaluator.num_classes)
             result = self.evaluator.evaluate(spec.architecture)
         except Exception as exc:  # the trial fails; the search goes on (as a proxy trial's would)
             return TrialResult.failure(classify_failure(exc), f"{exc.__class__.__name__}: {exc}", time.perf_counter() - t0)

@@ -113,7 +113,7 @@ def train_supernet(config: SearchConfig, directory: Path, log=None, epochs: int 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     proxy, sn = config.proxy, config.supernet
-    data = TrialData(spec=proxy.data, val_fraction=proxy.val_fraction, split_seed=proxy.split_seed, train_fraction=proxy.data_fraction)
+    data = TrialData.of(proxy)
     train_source, _, num_classes = load_trial_data(data, stage=1)
     if epochs is not None:
         config = config.model_copy(update={"supernet": sn.model_copy(update={"epochs": epochs})})
@@ -142,9 +142,9 @@ def train_supernet(config: SearchConfig, directory: Path, log=None, epochs: int 
     start_epoch, history = 0, []
     ckpt = read_checkpoint(directory, map_location=device)
     if ckpt is not None:
-        mine, theirs = {k: v for k, v in setup.items()}, dict(ckpt["setup"])
-        theirs["supernet"] = {**theirs["supernet"], "epochs": mine["supernet"]["epochs"]}  # more epochs may be asked for
-        if theirs != mine:
+        theirs = dict(ckpt["setup"])
+        theirs["supernet"] = {**theirs["supernet"], "epochs": setup["supernet"]["epochs"]}  # more epochs may be asked for
+        if theirs != setup:
             raise MnasError(f"{directory} holds a supernet trained with another space, recipe or data; use another directory")
         net.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
