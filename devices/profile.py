@@ -42,6 +42,9 @@ class DeviceProfile(BaseModel):
     max_remeasure: int = Field(default=2, ge=0, le=10)
     timeout_s: float = Field(default=120, gt=0, description="per measuring process")
     adb: AdbSettings | None = None
+    precisions: list[Literal["float32", "int8", "dynamic"]] = Field(
+        default=["float32", "int8", "dynamic"], min_length=1,
+        description="model precisions the device runs; a search whose latency.quantize is not listed is refused")
 
     @model_validator(mode="after")
     def _adb_needs_settings(self) -> "DeviceProfile":
@@ -50,8 +53,8 @@ class DeviceProfile(BaseModel):
         return self
 
     def settings_hash(self) -> str:
-        """Hash of everything that changes a measurement (not the description)."""
-        data = self.model_dump(exclude={"description"})
+        """Hash of everything that changes a measurement (not the description or the precisions)."""
+        data = self.model_dump(exclude={"description", "precisions"})
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     @property

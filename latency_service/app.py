@@ -117,6 +117,7 @@ def create_app(
                 "threads": profile.threads,
                 "cpus": profile.cpus,
                 "description": profile.description,
+                "precisions": profile.precisions,
                 "queue_length": int(queue_length._value.get()),
             }
         ]

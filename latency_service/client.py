@@ -98,7 +98,8 @@ class LocalMeasurer:
         return self.profile.model_format
 
     def devices(self) -> list[dict]:
-        return [{"name": self.profile.name, "hash": self.profile.settings_hash(), "model_format": self.profile.model_format}]
+        return [{"name": self.profile.name, "hash": self.profile.settings_hash(), "model_format": self.profile.model_format,
+                 "precisions": self.profile.precisions}]
 
     def measure(self, model_path: str | Path, input_shape: list[int] | None = None) -> dict:
         from devices.errors import MeasurementError

@@ -6,6 +6,9 @@ Specs:
   ``npz:DIR``           ``DIR/train*.npz`` and ``DIR/test.npz``, each with uint8 NHWC ``x``
                         (RGB or grey) and integer ``y`` (e.g. CIFAR-10 as npz).
   ``imagefolder:DIR``   ``DIR/train/<class>/*.jpg`` and ``DIR/val/<class>/*.jpg``.
+  ``shards:DIR``        an image folder prepared once by ``mnas data prepare`` into
+                        memory-mapped uint8 shards (``mnas.shards``); read without decoding,
+                        shared through the page cache by every trial on a host.
 
 Images stay uint8 until a batch is prepared on the training device, where they are
 resized, augmented (random crop with padding, horizontal flip) and normalised. On a GPU
@@ -192,7 +195,9 @@ def load_dataset(spec: str) -> Dataset:
         return _load_npz(Path(arg).expanduser())
     if kind == "imagefolder" and arg:
         return _load_imagefolder(Path(arg).expanduser())
-    raise DataError(f"unknown data spec {spec!r}; use 'digits', 'npz:DIR' or 'imagefolder:DIR'")
+    if kind == "shards" and arg:
+        return _load_shards(Path(arg).expanduser())
+    raise DataError(f"unknown data spec {spec!r}; use 'digits', 'npz:DIR', 'imagefolder:DIR' or 'shards:DIR'")
 
 
 def _load_digits() -> Dataset:
@@ -274,6 +279,15 @@ def _load_imagefolder(root: Path) -> Dataset:
     return Dataset(f"imagefolder:{root}", FolderSource(train_paths, train_y), FolderSource(val_paths, val_y), len(classes), classes)
 
 
+def _load_shards(root: Path) -> Dataset:
+    from mnas.shards import open_split, read_manifest
+
+    manifest = read_manifest(root)
+    classes = manifest["classes"]
+    train, test = open_split(root, manifest, "train"), open_split(root, manifest, "val")
+    return Dataset(f"shards:{root}", train, test, len(classes), classes)
+
+
 # ----- batches on the device --------------------------------------------------------------
 def prepare_batch(
     x: torch.Tensor,
@@ -281,18 +295,23 @@ def prepare_batch(
     train: bool,
     generator: torch.Generator | None = None,
     channels_last: bool = False,
+    augmentation: str = "crop",
 ) -> torch.Tensor:
     """uint8 NHWC batch (already on its device) -> normalised float NCHW at ``resolution``.
 
-    Training batches get a random crop after zero padding of resolution/8 pixels and a
-    random horizontal flip, drawn from ``generator`` so runs are reproducible.
+    Training batches are augmented with draws from ``generator``, so runs are reproducible:
+    ``crop``, a random crop after zero padding of resolution/8 pixels and a horizontal flip
+    (CIFAR style); ``resized_crop``, a random crop of 25-100% of the area at an aspect ratio
+    of 3/4-4/3 resized to the resolution, and a flip (ImageNet style, for prepared shards).
     """
     x = x.permute(0, 3, 1, 2).float()
     if x.shape[-1] != resolution or x.shape[-2] != resolution:
         x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=x.shape[-1] > resolution)
     mean, std = _normalisation(x.device)
     x = (x - mean) / std
-    if train:
+    if train and augmentation == "resized_crop":
+        x = random_resized_crop_flip(x, generator)
+    elif train:
         x = random_crop_flip(x, max(1, resolution // 8), generator)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -320,3 +339,26 @@ def random_crop_flip(x: torch.Tensor, pad: int, generator: torch.Generator | Non
     batch = torch.arange(n, device=dev)[:, None, None]
     out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # n, h, w, c
     return out.permute(0, 3, 1, 2).contiguous()
+
+
+def random_resized_crop_flip(x: torch.Tensor, generator: torch.Generator | None = None,
+                             scale: tuple[float, float] = (0.25, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
+    """Batched random-resized crop and horizontal flip in one bilinear resampling on the
+    batch's device (an affine grid per image), one draw per image."""
+    import math
+
+    n = x.shape[0]
+    gdev = generator.device if generator is not None else torch.device("cpu")
+    draw = lambda: torch.rand(n, generator=generator, device=gdev).to(x.device, non_blocking=True)  # noqa: E731
+    area = scale[0] + (scale[1] - scale[0]) * draw()
+    log_ratio = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * draw()
+    aspect = torch.exp(log_ratio)
+    w = torch.sqrt(area * aspect).clamp(max=1.0)  # crop size as a share of the side
+    h = torch.sqrt(area / aspect).clamp(max=1.0)
+    cx = (2 * draw() - 1) * (1 - w)  # crop centre in [-1, 1] grid coordinates, inside the image
+    cy = (2 * draw() - 1) * (1 - h)
+    flip = torch.where(draw() < 0.5, -1.0, 1.0)
+    theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w * flip, cx, h, cy
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)

@@ -31,18 +31,25 @@ MODES = ("int8", "dynamic")
 def calibration_inputs(spec: str, resolution: int, samples: int = 256, seed: int = 0) -> list[torch.Tensor]:
     """``samples`` training images of a data spec (a seeded random draw) as 1 x 3 x R x R
     float inputs, normalised as for evaluation."""
-    from mnas.data import load_dataset, prepare_batch
+    from mnas.data import load_dataset
 
+    return source_inputs(load_dataset(spec).train, resolution, samples, seed)
+
+
+def source_inputs(source, resolution: int, samples: int = 256, seed: int = 0) -> list[torch.Tensor]:
+    """``samples`` images of a data source (a seeded random draw), as ``calibration_inputs``."""
     if samples < 1:
         raise ExportError(f"--calibration-samples must be at least 1 (got {samples})")
-    train = load_dataset(spec).train
-    keep = np.sort(np.random.default_rng(seed).permutation(len(train))[:samples])
-    subset = train.subset(keep)
-    inputs = []
-    for x, _ in subset.batches(64, shuffle=False, seed=0, resolution=resolution):
-        batch = prepare_batch(x, resolution, train=False)
-        inputs.extend(batch[i : i + 1] for i in range(len(batch)))
-    return inputs[:samples]
+    keep = np.sort(np.random.default_rng(seed).permutation(len(source))[:samples])
+    return [x[i : i + 1] for x, _ in eval_batches(source.subset(keep), resolution) for i in range(len(x))]
+
+
+def eval_batches(source, resolution: int, batch_size: int = 64):
+    """(float NCHW inputs, labels) of a data source in order, preprocessed as for evaluation."""
+    from mnas.data import prepare_batch
+
+    for x, y in source.batches(batch_size, shuffle=False, seed=0, resolution=resolution):
+        yield prepare_batch(x, resolution, train=False), y
 
 
 def random_inputs(resolution: int, samples: int = 8, seed: int = 0) -> list[torch.Tensor]:
@@ -136,6 +143,12 @@ def int8_tensors(path: str | Path) -> int:
 
 def run_file(path: str | Path, inputs: list[torch.Tensor]) -> np.ndarray:
     """Logits of a model file (onnxruntime or LiteRT, one thread) for 1 x 3 x R x R inputs."""
+    run = file_runner(path)
+    return np.concatenate([run(x.numpy()) for x in inputs])
+
+
+def file_runner(path: str | Path):
+    """A function from one 1 x 3 x R x R float array to the file's float logits (one thread)."""
     path = Path(path)
     if path.suffix == ".onnx":
         import onnxruntime as ort
@@ -144,18 +157,39 @@ def run_file(path: str | Path, inputs: list[torch.Tensor]) -> np.ndarray:
         so.intra_op_num_threads = so.inter_op_num_threads = 1
         session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
-        return np.concatenate([session.run(None, {name: x.numpy()})[0] for x in inputs])
+        return lambda x: session.run(None, {name: x})[0]
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path), num_threads=1)
     interpreter.allocate_tensors()
     inp, outp = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    logits = []
-    for x in inputs:
-        interpreter.set_tensor(inp["index"], _to_tensor_type(x.numpy(), inp))
+
+    def run(x: np.ndarray) -> np.ndarray:
+        interpreter.set_tensor(inp["index"], _to_tensor_type(x, inp))
         interpreter.invoke()
-        logits.append(_from_tensor_type(interpreter.get_tensor(outp["index"]), outp))
-    return np.concatenate(logits)
+        return _from_tensor_type(interpreter.get_tensor(outp["index"]), outp)
+
+    return run
+
+
+def file_accuracy(path: str | Path, model: torch.nn.Module, source, resolution: int) -> dict:
+    """Top-1 of a model file on a labelled source, beside the float PyTorch model's top-1 on
+    the same images and the share of images where both pick the same class."""
+    run = file_runner(path)
+    model = model.eval()
+    hits = float_hits = same = n = 0
+    with torch.no_grad():
+        for x, y in eval_batches(source, resolution):
+            reference = model(x).argmax(1).numpy()
+            predicted = np.array([run(x[i : i + 1].numpy()).argmax() for i in range(len(x))])
+            labels = y.numpy()
+            hits += int((predicted == labels).sum())
+            float_hits += int((reference == labels).sum())
+            same += int((predicted == reference).sum())
+            n += len(labels)
+    if n == 0:
+        raise ExportError("no images to evaluate the quantized model on")
+    return {"top1": hits / n, "float_top1": float_hits / n, "agreement": same / n, "images": n}
 
 
 def _to_tensor_type(x: np.ndarray, detail: dict) -> np.ndarray:

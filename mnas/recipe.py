@@ -52,6 +52,8 @@ class Recipe(BaseModel):
     dropout: float = Field(default=0.2, ge=0, lt=1)
     stride_cuts: int | None = Field(default=None, ge=0, le=6, description="leading stride-2 steps run at stride 1; default by resolution")
     bn_calibration_images: int = Field(default=2048, ge=0)
+    augmentation: Literal["crop", "resized_crop"] = Field(
+        default="crop", description="crop: padded random crop + flip (CIFAR); resized_crop: random-resized crop + flip (ImageNet-style shards)")
     device: str = "auto"
     precision: Precision = Field(default="auto", description="auto: bf16 autocast on CUDA, fp32 elsewhere; a search measures it on the GPU")
     channels_last: bool | None = Field(default=None, description="None: on (2.4-2.9x faster on the CPU); a search measures it on the GPU")

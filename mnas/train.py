@@ -60,12 +60,13 @@ def train_step(model: torch.nn.Module, optimizer, x: torch.Tensor, y: torch.Tens
     return loss.detach()
 
 
-def model_input(x: torch.Tensor, device: torch.device, resolution: int, train: bool, gen, channels_last: bool) -> torch.Tensor:
+def model_input(x: torch.Tensor, device: torch.device, resolution: int, train: bool, gen, channels_last: bool,
+                augmentation: str = "crop") -> torch.Tensor:
     """A source's batch as the model's input: uint8 NHWC is prepared on the device; a float
     batch arrives ready (e.g. from a torchvision DataLoader pipeline) and is only moved."""
     x = x.to(device, non_blocking=True)
     if x.dtype == torch.uint8:
-        return prepare_batch(x, resolution, train=train, generator=gen, channels_last=channels_last)
+        return prepare_batch(x, resolution, train=train, generator=gen, channels_last=channels_last, augmentation=augmentation)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
@@ -165,7 +166,7 @@ def train_model(
                     before_step()
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(step, total_steps, cfg.peak_lr(), warmup)
-                x = model_input(x, device, cfg.resolution, True, gen, channels_last)
+                x = model_input(x, device, cfg.resolution, True, gen, channels_last, cfg.augmentation)
                 y = y.to(device, non_blocking=True)
                 loss = train_step(step_model, optimizer, x, y, autocast, cfg.label_smoothing)
                 loss_sum += loss * len(y)

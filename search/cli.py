@@ -126,6 +126,8 @@ def stage2_cmd(
     epochs: int = typer.Option(..., min=1, help="full-training epochs"),
     executor: Optional[str] = typer.Option(None, help="local or ray (overrides the config)"),
     init: str = typer.Option("scratch", help="scratch, or shared: start from the supernet's weights (evaluator: supernet)"),
+    quantize: Optional[str] = typer.Option(None, help="also test each winner quantized: int8 or dynamic (default: the config's latency.quantize)"),
+    quantize_format: Optional[str] = typer.Option(None, help="onnx or tflite (default: the latency source's format)"),
 ):
     """Stage 2: fully train the top-k architectures and test them; results go to the same store."""
     from rich.table import Table
@@ -136,20 +138,32 @@ def stage2_cmd(
 
     if executor not in (None, "local", "ray"):
         raise MnasError(f"--executor must be local or ray (got {executor!r})")
+    if quantize_format not in (None, "onnx", "tflite"):
+        raise MnasError(f"--quantize-format must be onnx or tflite (got {quantize_format!r})")
     cfg = open_search(None, directory, resume=True)
-    rows = run_stage2(cfg, directory, top, epochs, executor, init)
+    quantize = quantize or cfg.latency.quantize
+    if quantize not in (None, "int8", "dynamic"):
+        raise MnasError(f"--quantize must be int8 or dynamic (got {quantize!r})")
+    rows = run_stage2(cfg, directory, top, epochs, executor, init, quantize, quantize_format)
     start = "" if init == "scratch" else " (from the supernet's weights)"
     table = Table(title=f"stage 2{start}: top {len(rows)} of {directory}")
-    for col in ("rank", "stage-1 trial", "stage-1 top-1", "stage-2 top-1", "latency ms", "reward", "architecture"):
+    columns = ["rank", "stage-1 trial", "stage-1 top-1", "stage-2 top-1"] + ([f"{quantize} top-1", "agreement"] if quantize else [])
+    for col in columns + ["latency ms", "reward", "architecture"]:
         table.add_column(col)
     for rank, row in enumerate(rows, 1):
-        s1, s2 = row["stage1"], row["stage2"]
+        s1, s2, q = row["stage1"], row["stage2"], row.get("quantized")
         ok = s2["status"] == "succeeded"
+        quantized = ([f"{q['top1']:.4f}", f"{q['agreement']:.1%}"] if q else ["-", "-"]) if quantize else []
         table.add_row(
             str(rank), str(s1["id"]), f"{s1['accuracy']:.4f}", f"{s2['accuracy']:.4f}" if ok else f"failed: {s2['error_kind']}",
-            f"{s1['latency_ms']:.3f}", f"{s2['reward']:.4f}" if ok else "-", Architecture.from_dict(s1["architecture"]).summary(),
+            *quantized, f"{s1['latency_ms']:.3f}", f"{s2['reward']:.4f}" if ok else "-", Architecture.from_dict(s1["architecture"]).summary(),
         )
     console.print(table)
+    for rank, row in enumerate(rows, 1):
+        if q := row.get("quantized"):
+            console.print(f"rank {rank}: test top-1 {q['float_top1']:.4f} float, {q['top1']:.4f} {quantize} {q['format']} "
+                          f"({q['top1'] - q['float_top1']:+.4f}); same class on {q['agreement']:.1%} of {q['images']} test images",
+                          highlight=False, soft_wrap=True)
 
 
 @user_errors
@@ -276,7 +290,7 @@ def export_cmd(
     width_mult: float = typer.Option(1.0, help="width multiplier"),
     top: int = typer.Option(3, min=1, help="experiment: how many winners by reward"),
     checkpoint: Optional[Path] = typer.Option(None, help="one architecture: checkpoint.pt from `mnas train`; "
-                                              "an experiment: use 'stage2' to take the stage-2 weights"),
+                                              "an experiment: use 'stage2' to take the stage-2 weights (always so with --quantize)"),
     quantize: Optional[str] = typer.Option(None, help="int8 (static: per-channel int8 weights, int8 activations) or dynamic (int8 weights)"),
     calibration: Optional[str] = typer.Option(None, help="int8: data spec whose training images calibrate the scales (digits, npz:DIR, ...)"),
     calibration_samples: int = typer.Option(256, min=1, help="int8: calibration images"),
@@ -293,9 +307,12 @@ def export_cmd(
         from search.winners import export_winners
 
         formats = [f.strip() for f in fmt.split(",") if f.strip()]
-        if quantize:
-            raise MnasError("--quantize exports one architecture or checkpoint; an experiment's winners are exported in float")
-        written = export_winners(Path(arch), out, top, formats, resolution, use_stage2=checkpoint is not None and str(checkpoint) == "stage2")
+        if calibration:
+            raise MnasError("--calibration: an experiment's winners are calibrated on its own stage-2 training data")
+        if quantize and resolution:
+            raise MnasError("--resolution: quantized winners are exported at the resolution they were trained at")
+        written = export_winners(Path(arch), out, top, formats, resolution, use_stage2=checkpoint is not None and str(checkpoint) == "stage2",
+                                 quantize=quantize)
         for path in written:
             console.print(f"wrote {path}")
         return
@@ -544,6 +561,9 @@ def build_app() -> typer.Typer:
     """The whole ``mnas`` command: model-side commands, ``latency``, and the search commands."""
     app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hardware-aware neural architecture search (MnasNet).")
     add_model_commands(app)
+    from mnas.data_cli import data_app
+
+    app.add_typer(data_app(), name="data")
     app.add_typer(latency_app(), name="latency")
     app.add_typer(predictor_app(), name="predictor")
     app.add_typer(controllers_app(), name="controllers")

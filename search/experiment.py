@@ -100,6 +100,10 @@ def prepare_trials(config: SearchConfig, directory: Path | None, tuning=None, ch
             measurer.close()
         except LatencyServiceError as exc:
             raise MnasError(f"latency source unusable: {exc}") from None
+        supported = device.get("precisions") or ["float32", "int8", "dynamic"]  # services before precisions: any
+        if config.latency.quantize and config.latency.quantize not in supported:
+            raise MnasError(f"latency.quantize: {config.latency.quantize}, but device {device['name']} runs only {', '.join(supported)} "
+                            f"(its profile's precisions)")
         if config.latency.predictor:
             check_predictor(config, device, dataset.num_classes)
     from search.executors import gpu_count

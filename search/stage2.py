@@ -8,6 +8,9 @@ Resumable: finished stage-2 trials are kept, interrupted ones run again.
 After a one-shot search, ``init="shared"`` starts each winner from the weights it has in the
 supernet (extracted, BN statistics recomputed) instead of a fresh initialisation. Those are
 separate stage-2 trials (key ``ARCH_KEY@shared``), so both starts can be run and compared.
+
+With ``quantize`` (int8 or dynamic), each trained winner is also quantized after training and
+tested as the deployed file (``search.quantized``): float and quantized top-1 side by side.
 """
 
 from __future__ import annotations
@@ -94,8 +97,9 @@ def supernet_weights(config: SearchConfig, directory: Path):
 
 
 def run_stage2(config: SearchConfig, directory: Path, top: int, epochs: int, executor_kind: str | None = None,
-               init: str = "scratch") -> list[dict]:
-    """Returns one row per architecture: stage-1 trial, stage-2 trial and the checkpoint path."""
+               init: str = "scratch", quantize: str | None = None, quantize_format: str | None = None) -> list[dict]:
+    """Returns one row per architecture: stage-1 trial, stage-2 trial, the checkpoint path and,
+    with ``quantize``, the quantized model's test accuracy (``quantized``)."""
     directory = Path(directory).resolve()
     if init not in ("scratch", "shared"):
         raise MnasError(f"--init must be scratch or shared (got {init!r})")
@@ -115,9 +119,30 @@ def run_stage2(config: SearchConfig, directory: Path, top: int, epochs: int, exe
             raise MnasError("stage 2 was interrupted; run the same mnas stage2 command again to continue")
         rows = []
         by_key = {t["arch_key"]: t for t in store.trials(stage=2)}
+        fmt = quantize_format or (quantization_format(config) if quantize else None)
         for s1 in leaders:
             s2 = by_key[stage2_key(s1["arch_key"], init)]
-            rows.append({"stage1": s1, "stage2": s2, "checkpoint": str(directory / "trials" / str(s2["id"]) / "checkpoint.pt")})
+            trial_dir = directory / "trials" / str(s2["id"])
+            row = {"stage1": s1, "stage2": s2, "checkpoint": str(trial_dir / "checkpoint.pt")}
+            if quantize and s2["status"] == "succeeded":
+                from search.quantized import quantized_accuracy
+
+                row["quantized"] = quantized_accuracy(trial_dir, context.data, quantize, fmt)
+            rows.append(row)
         return rows
     finally:
         store.close()
+
+
+def quantization_format(config: SearchConfig) -> str:
+    """The model format the search's latency source runs (what its winners deploy as)."""
+    from latency_service.client import LatencyServiceError
+
+    try:
+        measurer = config.latency.measurer()
+        try:
+            return measurer.model_format()
+        finally:
+            measurer.close()
+    except LatencyServiceError as exc:
+        raise MnasError(f"cannot ask the latency source which format to quantize to ({exc}); give --quantize-format onnx|tflite") from None

@@ -1,5 +1,7 @@
 """Export an experiment's winners: the top-k architectures by reward as model files, each
-with a JSON of its architecture (and timm strings) and metrics."""
+with a JSON of its architecture (and timm strings) and metrics. Quantized (``quantize``), the
+files are the stage-2 trained winners after post-training quantization, and the JSON adds
+their test accuracy as quantized and their latency measured on the search's latency source."""
 
 from __future__ import annotations
 
@@ -16,10 +18,13 @@ from search.analysis import load_config_of, load_trials
 from search.experiment import dataset_classes
 
 
-def export_winners(directory: Path, out: Path, top: int, formats: list[str], resolution: int | None, use_stage2: bool = False) -> list[Path]:
+def export_winners(directory: Path, out: Path, top: int, formats: list[str], resolution: int | None, use_stage2: bool = False,
+                   quantize: str | None = None) -> list[Path]:
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise MnasError(f"unknown export format(s) {bad or formats}; use {', '.join(FORMATS)}")
+    if quantize:
+        return export_quantized_winners(directory, out, top, formats, quantize)
     cfg = load_config_of(directory)
     df = load_trials(directory)
     stage = 2 if use_stage2 else 1
@@ -64,4 +69,53 @@ def measure_for_real(cfg, arch: Architecture, resolution: int, num_classes: int)
         result, _ = measure_latency(cfg.latency.model_copy(update={"resolution": resolution}), arch, num_classes)
     except LatencyServiceError as exc:
         raise MnasError(f"cannot measure the winner on the search's latency source: {exc}") from None
+    return {"latency_ms": result["latency_ms"], "memory_mb": result["peak_memory_mb"], "measured_on": result["device"]}
+
+
+def export_quantized_winners(directory: Path, out: Path, top: int, formats: list[str], mode: str) -> list[Path]:
+    """The top-k stage-2 winners quantized, each with its quantized accuracy and latency."""
+    import shutil
+
+    from search.quantized import quantized_accuracy
+    from search.spec import TrialData
+
+    cfg = load_config_of(directory)
+    done = queries.top_distinct(load_trials(directory), top, 2, reward=cfg.reward)
+    if done.empty:
+        raise MnasError(f"{directory} has no succeeded stage-2 trials: quantized export takes the trained winners; run mnas stage2 first")
+    cache = directory / "data"
+    data = TrialData.of(cfg.proxy, str(cache) if (cache / "meta.json").is_file() else None)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for rank, (_, t) in enumerate(done.iterrows(), 1):
+        arch = Architecture.from_dict(t.architecture)
+        stem = out / f"rank{rank}-trial{int(t.id)}-{mode}"
+        info = {"rank": rank, "trial": int(t.id), "stage": 2, "reward": t.reward, "float_accuracy": t.accuracy,
+                "float_latency_ms": t.latency_ms, "weights": f"stage-2 trained, {mode} quantized", "quantized": {},
+                "timm_blocks": arch.to_timm(), "architecture": arch.to_dict()}
+        for fmt in formats:
+            result = quantized_accuracy(directory / "trials" / str(int(t.id)), data, mode, fmt)
+            target = stem.with_suffix(f".{fmt}")
+            shutil.copyfile(directory / "trials" / str(int(t.id)) / result["file"], target)
+            written.append(target)
+            info["quantized"][fmt] = {**{k: v for k, v in result.items() if k != "file"}, **measure_file_for_real(cfg, target)}
+        stem.with_suffix(".json").write_text(json.dumps(info, indent=2))
+        written.append(stem.with_suffix(".json"))
+    return written
+
+
+def measure_file_for_real(cfg, path: Path) -> dict:
+    """Latency and memory of a model file on the search's latency source, where it runs that format."""
+    from latency_service.client import LatencyServiceError
+
+    try:
+        measurer = cfg.latency.measurer()
+        try:
+            if measurer.model_format() != path.suffix.lstrip("."):
+                return {"latency_ms": None, "note": f"the latency source runs {measurer.model_format()}, not {path.suffix}"}
+            result = measurer.measure(path)
+        finally:
+            measurer.close()
+    except LatencyServiceError as exc:
+        raise MnasError(f"cannot measure {path.name} on the search's latency source: {exc}") from None
     return {"latency_ms": result["latency_ms"], "memory_mb": result["peak_memory_mb"], "measured_on": result["device"]}

@@ -116,3 +116,18 @@ def test_real_cifar10_npz(cifar10_dir):
     tr, va = ds.stage1()
     assert (len(tr), len(va)) == (45000, 5000)
     assert np.bincount(va.y).tolist() == [500] * 10
+
+
+def test_random_resized_crop_flip_is_seeded_and_resamples_inside_the_image():
+    import torch
+
+    from mnas.data import random_resized_crop_flip
+
+    x = torch.arange(4 * 3 * 16 * 16, dtype=torch.float32).reshape(4, 3, 16, 16)
+    whole = random_resized_crop_flip(x, torch.Generator().manual_seed(0), scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    for img, out in zip(x, whole):  # the whole image: each output is the image or its mirror
+        assert torch.allclose(out, img, atol=1e-3) or torch.allclose(out, img.flip(-1), atol=1e-3)
+    a = random_resized_crop_flip(x, torch.Generator().manual_seed(1))
+    b = random_resized_crop_flip(x, torch.Generator().manual_seed(1))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.allclose(a, x)
+    assert a.min() >= x.min() and a.max() <= x.max()  # bilinear inside the image: no values from outside

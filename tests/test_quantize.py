@@ -70,7 +70,9 @@ def test_cli_quantized_export_and_its_errors(tmp_path):
         assert r.exit_code == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
-def test_a_search_measures_the_int8_model(tmp_path):
+def test_a_search_measures_the_int8_model_and_stage2_and_export_test_it_quantized(tmp_path):
+    import json
+
     from search.config import ConfigError, parse_config
 
     cfg = tiny_config(tmp_path, max_trials=1, max_parallel_trials=1, controller={"type": "random"}, latency={"quantize": "int8"})
@@ -80,3 +82,33 @@ def test_a_search_measures_the_int8_model(tmp_path):
     assert trial["status"] == "succeeded" and trial["metrics"]["latency"]["quantize"] == "int8" and trial["latency_ms"] > 0
     with pytest.raises(ConfigError, match="a predictor predicts the float model"):
         parse_config(tiny_config(tmp_path, latency={"quantize": "int8", "predictor": str(tmp_path / "p.json")}))
+
+    r = run_cli("stage2", str(out), "--top", "1", "--epochs", "6")  # int8 from the config's latency.quantize
+    assert "rank 1: test top-1" in r.stdout and "int8 onnx" in r.stdout
+    (s2,) = Store(out).trials(stage=2)
+    q = json.loads((out / "trials" / str(s2["id"]) / "quantized-int8.onnx.json").read_text())
+    test_images = len(load_dataset("digits").test)
+    assert q["images"] == test_images and q["int8_tensors"] > 5 and 0.0 < q["top1"] <= 1.0
+    assert q["float_top1"] == pytest.approx(s2["accuracy"], abs=1.5 / test_images)  # the same model on the same test split
+    assert q["agreement"] >= 0.6 and abs(q["top1"] - q["float_top1"]) <= 0.15  # a 50%-accurate tiny model; chance agreement is ~10%
+
+    winners = tmp_path / "winners"
+    run_cli("export", str(out), "--top", "1", "--format", "onnx,tflite", "--quantize", "int8", "--out", str(winners))
+    info = json.loads((winners / f"rank1-trial{s2['id']}-int8.json").read_text())
+    assert info["quantized"]["onnx"]["top1"] == q["top1"] and info["quantized"]["onnx"]["latency_ms"] > 0
+    assert info["quantized"]["tflite"]["latency_ms"] is None and 0.0 < info["quantized"]["tflite"]["top1"] <= 1.0  # source runs onnx
+    assert int8_tensors(winners / f"rank1-trial{s2['id']}-int8.tflite") > 5
+
+
+def test_a_device_that_does_not_run_int8_refuses_an_int8_search(tmp_path):
+    import yaml
+
+    from devices.profile import load_profile
+
+    profile = load_profile("x86-ort-1t-quick").model_dump() | {"name": "float-only", "precisions": ["float32"]}
+    path = tmp_path / "float-only.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    assert load_profile(path).settings_hash() == load_profile("x86-ort-1t-quick").model_copy(update={"name": "float-only"}).settings_hash()
+    cfg = tiny_config(tmp_path, max_trials=1, latency={"quantize": "int8", "device": str(path)})
+    r = run_cli("search", str(write_config(tmp_path / "c.yaml", cfg)), "--out", str(tmp_path / "exp"), "--no-progress", check=False)
+    assert r.returncode == 2 and "device float-only runs only float32" in r.stderr and "Traceback" not in r.stderr

@@ -163,7 +163,7 @@ def train_supernet(config: SearchConfig, directory: Path, log=None, epochs: int 
         for x, y in train_source.batches(cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch, resolution=cfg.resolution):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total, cfg.peak_lr(), warmup)
-            x = model_input(x, device, cfg.resolution, True, gen, channels_last)
+            x = model_input(x, device, cfg.resolution, True, gen, channels_last, cfg.augmentation)
             y = y.to(device, non_blocking=True)
             rng = np.random.default_rng([config.seed, step])
             randoms = [space.sample(rng) for _ in range(sn.random_paths if sn.sandwich else 1)]

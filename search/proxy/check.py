@@ -1,9 +1,8 @@
 """``mnas proxy check``: the final checks before a search spends its budget.
 
 1. The dataset: the best-practice guide advises against architecture search on small or
-   highly imbalanced data. Warned (with the numbers) when the stage-1 training split has
-   fewer than ``MIN_IMAGES`` images or fewer than ``MIN_PER_CLASS`` of some class, or its
-   largest class is more than ``MAX_IMBALANCE`` x its smallest.
+   highly imbalanced data. Warned (with the numbers, ``mnas.data_info.data_warnings``) when
+   the share of the stage-1 training split the proxy trains on is small or imbalanced.
 2. The latency source answers (and a predictor file suits it).
 3. The largest architecture of the space (by multiply-adds) trains at the proxy's batch,
    resolution, width and precision without running out of memory, and its estimated trial
@@ -28,7 +27,6 @@ from pathlib import Path
 
 from mnas.arch import Architecture
 
-MIN_IMAGES, MIN_PER_CLASS, MAX_IMBALANCE = 5000, 50, 10.0
 PROBE_STEPS = 6
 TRIAL_OVERHEAD_S = 10.0  # process start, export, latency measurement: measured ~5-10 s a trial on CPU
 
@@ -61,12 +59,9 @@ def check_dataset(config, report: CheckReport, labels=None, num_classes: int | N
     share = config.proxy.data_fraction
     n, low, high = int(counts.sum() * share), int(counts.min() * share), int(counts.max() * share)
     report.facts.update(train_images=n, smallest_class=low, largest_class=high)
-    if n < MIN_IMAGES or low < MIN_PER_CLASS:
-        report.warnings.append(f"small dataset: the proxy trains on {n} images, {low} in its smallest class (advised: >= {MIN_IMAGES} "
-                               f"and >= {MIN_PER_CLASS} per class); accuracies of candidates are noisy and rank them poorly")
-    if low == 0 or high / max(1, low) > MAX_IMBALANCE:
-        report.warnings.append(f"imbalanced dataset: the largest class has {high} images, the smallest {low} "
-                               f"(more than {MAX_IMBALANCE:g}x); top-1 then favours the large classes")
+    from mnas.data_info import data_warnings
+
+    report.warnings += data_warnings(n, low, high, what="the proxy trains on")
     report.facts["num_classes"] = int(num_classes)
 
 
