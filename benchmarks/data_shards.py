@@ -1,11 +1,12 @@
 """Prepared shards against decoding an image folder in every trial: prepare throughput and
 trial throughput from shards, from the folder and from in-memory arrays.
 
-    python benchmarks/data_shards.py [--data ../shared/data/cifar10] [--per-class 300] [--source-px 256]
+    python benchmarks/data_shards.py [--data ../shared/data/cifar10] [--per-class 300] [--source-px 320] [--noise 6]
                                      [--resolution 64] [--arch mnasnet-a1] [--width 0.5] [--json FILE]
 
 Builds an ImageNet-style folder of JPEGs (CIFAR-10 training images upscaled to
-``--source-px``, quality 90, so each decode costs what a photo of that size costs; without
+``--source-px`` with a little pixel noise, JPEG quality 90, so a file's size and decode cost
+are those of a photo of that size rather than of a smooth upscale; without
 CIFAR-10, seeded noise images), then measures:
 
 1. ``mnas data prepare`` images/s with 1 and 2 workers at ``--resolution``;
@@ -37,9 +38,10 @@ from _machine import machine_line  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
-def build_folder(root: Path, data: Path, per_class: int, source_px: int) -> None:
+def build_folder(root: Path, data: Path, per_class: int, source_px: int, noise: float) -> None:
     from PIL import Image
 
+    rng = np.random.default_rng(1)
     if (data / "train.npz").is_file() or list(data.glob("train*.npz")):
         from mnas.data import load_dataset
 
@@ -57,7 +59,9 @@ def build_folder(root: Path, data: Path, per_class: int, source_px: int) -> None
             folder = root / split / name
             folder.mkdir(parents=True, exist_ok=True)
             for i, idx in enumerate(np.flatnonzero(y == c)[:keep]):
-                Image.fromarray(x[idx]).resize((source_px, source_px), Image.BICUBIC).save(folder / f"{i:05d}.jpg", quality=90)
+                big = np.asarray(Image.fromarray(x[idx]).resize((source_px, source_px), Image.BICUBIC), np.float32)
+                big = np.clip(big + rng.normal(0, noise, big.shape), 0, 255).astype(np.uint8)  # photo-like detail: JPEG size and decode cost
+                Image.fromarray(big).save(folder / f"{i:05d}.jpg", quality=90)
 
 
 def loader_rate(source, resolution: int, batch: int, epochs: int = 2) -> float:
@@ -79,7 +83,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cifar10")
     ap.add_argument("--per-class", type=int, default=300)
-    ap.add_argument("--source-px", type=int, default=256)
+    ap.add_argument("--source-px", type=int, default=320)
+    ap.add_argument("--noise", type=float, default=6.0, help="std of pixel noise added to the upscaled images")
     ap.add_argument("--resolution", type=int, default=64)
     ap.add_argument("--arch", default="mnasnet-a1")
     ap.add_argument("--width", type=float, default=0.5)
@@ -99,7 +104,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mnas-shards-bench-") as tmp:
         folder = Path(tmp) / "folder"
         t0 = time.perf_counter()
-        build_folder(folder, args.data, args.per_class, args.source_px)
+        build_folder(folder, args.data, args.per_class, args.source_px, args.noise)
         images = sum(1 for _ in folder.rglob("*.jpg"))
         figures["folder"] = {"images": images, "bytes": sum(p.stat().st_size for p in folder.rglob("*.jpg")),
                              "build_s": time.perf_counter() - t0}
@@ -128,7 +133,8 @@ def main() -> None:
 def print_table(f: dict, args) -> None:
     print(f"\n{f['machine']}")
     folder = f["folder"]
-    print(f"folder: {folder['images']} JPEGs at {args.source_px} px ({folder['bytes'] / 1e6:.0f} MB); prepared at {args.resolution} px")
+    print(f"folder: {folder['images']} JPEGs at {args.source_px} px ({folder['bytes'] / folder['images'] / 1e3:.0f} kB each); "
+          f"prepared at {args.resolution} px")
     print("\n| prepare | images/s |\n|---|---|")
     for workers, rate in f["prepare"].items():
         print(f"| {workers} worker(s) | {rate:.0f} |")

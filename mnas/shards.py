@@ -27,12 +27,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
-import torch
 
 from mnas.errors import DataError
+
+if TYPE_CHECKING:  # decoding workers import this module: they need no torch
+    import torch
 
 MANIFEST = "manifest.json"
 SETTINGS = "prepare.json"
@@ -273,7 +275,9 @@ class ShardSource:
             out[np.flatnonzero(mask)[order]] = self.parts[p][local[order]]
         return out
 
-    def batches(self, batch_size: int, shuffle: bool, seed: int, resolution: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self, batch_size: int, shuffle: bool, seed: int, resolution: int) -> Iterator[tuple["torch.Tensor", "torch.Tensor"]]:
+        import torch
+
         from mnas.data import batch_order
 
         order = batch_order(len(self), shuffle, seed)
@@ -285,8 +289,10 @@ class ShardSource:
         per_image = int(np.prod(self.parts[0].shape[1:])) if self.parts else 0
         return len(self) * per_image + len(self) * 8
 
-    def to_device(self, device: torch.device):
+    def to_device(self, device: "torch.device"):
         """The rows copied onto ``device`` once, a chunk at a time (no host copy of the split)."""
+        import torch
+
         from mnas.data import DeviceSource
 
         shape = self.parts[0].shape[1:] if self.parts else (0, 0, 3)
