@@ -42,6 +42,8 @@ class DeviceProfile(BaseModel):
     max_remeasure: int = Field(default=2, ge=0, le=10)
     timeout_s: float = Field(default=120, gt=0, description="per measuring process")
     adb: AdbSettings | None = None
+    pool: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$",
+                             description="devices of the same kind served as one: a request for the pool goes to a free member")
     precisions: list[Literal["float32", "int8", "dynamic"]] = Field(
         default=["float32", "int8", "dynamic"], min_length=1,
         description="model precisions the device runs; a search whose latency.quantize is not listed is refused")
@@ -54,7 +56,15 @@ class DeviceProfile(BaseModel):
 
     def settings_hash(self) -> str:
         """Hash of everything that changes a measurement (not the description or the precisions)."""
-        data = self.model_dump(exclude={"description", "precisions"})
+        data = self.model_dump(exclude={"description", "precisions", "pool"})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def kind_hash(self) -> str:
+        """Hash of what makes two devices measure alike: the settings without the name, the
+        CPUs pinned to and the adb serial (which tell identical devices apart)."""
+        data = self.model_dump(exclude={"name", "description", "precisions", "pool", "cpus"})
+        if data.get("adb"):
+            data["adb"].pop("serial", None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     @property

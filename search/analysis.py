@@ -97,6 +97,13 @@ def pareto_facts(df: pd.DataFrame, reward: Reward) -> dict:
             "hypervolume_at_half": float(hv.iloc[(len(hv) - 1) // 2])}
 
 
+def trials_per_host(df: pd.DataFrame) -> dict[str, int]:
+    """Trials per machine that ran them (a worker is ``slot@host``; ``store``/``supernet`` have no host)."""
+    workers = df.worker.dropna() if "worker" in df else pd.Series([], dtype=object)
+    hosts = workers.map(lambda w: w.split("@", 1)[1] if "@" in w else w)
+    return {str(h): int(n) for h, n in hosts.value_counts().sort_index().items()}
+
+
 def advice(df: pd.DataFrame, stop_reason: str | None = None, window: int = CONVERGENCE_WINDOW,
            reward: Reward | None = None) -> dict:
     """What to do next, with the numbers behind it (Vertex AI NAS's rules of thumb).
@@ -115,6 +122,7 @@ def advice(df: pd.DataFrame, stop_reason: str | None = None, window: int = CONVE
         "running": int((stage1.status == "running").sum()), "pending": int((stage1.status == "pending").sum()),
         "failure_rate": failed / len(finished) if len(finished) else 0.0,
         "best_reward": float(curve.best.iloc[-1]) if len(curve) else None,
+        "hosts": trials_per_host(stage1),
     }
     if reward is not None and reward.pareto:
         facts.update(pareto_facts(df, reward))

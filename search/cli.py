@@ -28,6 +28,7 @@ def latency_measure_cmd(
     target: str = typer.Argument(..., help="a .onnx/.tflite file, or an architecture (preset, JSON file, timm strings)"),
     url: Optional[str] = typer.Option(None, help="latency service URL, e.g. http://127.0.0.1:8600"),
     device: Optional[str] = typer.Option(None, help="device profile YAML: measure here, in-process"),
+    on: Optional[str] = typer.Option(None, "--on", help="with --url: the device or pool at the service (default: its only one)"),
     token: Optional[str] = typer.Option(None, envvar="MNAS_LATENCY_TOKEN", help="bearer token for the service"),
     resolution: int = typer.Option(224, help="input resolution when exporting an architecture"),
     num_classes: int = typer.Option(1000, help="classifier outputs when exporting an architecture"),
@@ -44,7 +45,7 @@ def latency_measure_cmd(
         except ValueError:
             raise MnasError(f"--input-shape must look like 1,3,224,224 (got {input_shape!r})") from None
     try:
-        measurer = make_measurer(url=url, device=device, token=token)
+        measurer = make_measurer(url=url, device=device, token=token, target=on)
         try:
             path = Path(target)
             if path.suffix in MODEL_SUFFIXES:
@@ -196,6 +197,8 @@ def status_cmd(
     table = Table(show_header=False, title=f"{cfg.name}: {directory}")
     table.add_row("trials", f"{a['finished']}/{cfg.max_trials} finished: {a['succeeded']} succeeded, {a['failed']} failed ({a['failure_rate']:.0%}), {a['early_stopped']} stopped early, {a.get('prefiltered', 0)} prefiltered; {a['running']} running, {a['pending']} pending")
     table.add_row("best reward", "-" if a["best_reward"] is None else f"{a['best_reward']:.4f}")
+    if a.get("hosts"):
+        table.add_row("ran on", ", ".join(f"{host}: {n}" for host, n in a["hosts"].items()))
     if "hypervolume" in a:
         table.add_row("Pareto front", f"{a['front_size']} architectures; hypervolume {a['hypervolume']:.4g} "
                       f"(at half the trials: {a['hypervolume_at_half']:.4g}; reference: top-1 {cfg.reward.accuracy_threshold:g}, "
@@ -468,6 +471,7 @@ def predictor_build_cmd(
     resolution: list[int] = typer.Option(..., help="input resolution(s) to cover; repeat for several"),
     url: Optional[str] = typer.Option(None, help="latency service URL"),
     device: Optional[str] = typer.Option(None, help="device profile (name or YAML): measure here, in-process"),
+    on: Optional[str] = typer.Option(None, "--on", help="with --url: the device or pool at the service (default: its only one)"),
     token: Optional[str] = typer.Option(None, envvar="MNAS_LATENCY_TOKEN"),
     num_classes: int = typer.Option(1000, min=1, help="classifier outputs of the measured models"),
     layers: int = typer.Option(400, min=10, help="layer configurations measured per resolution (the rest are regressed)"),
@@ -483,7 +487,7 @@ def predictor_build_cmd(
 
     searched = load_space(space)
     try:
-        source = make_measurer(url=url, device=device, token=token)
+        source = make_measurer(url=url, device=device, token=token, target=on)
         try:
             doc = build_predictor(source, searched, resolution, num_classes, cache or out.with_suffix(".cache.sqlite"),
                                   layers, models, seed, log=lambda line: console.print(line, soft_wrap=True))

@@ -83,9 +83,11 @@ class ProxyConfig(Recipe):
 
 
 class LatencyConfig(_Strict):
-    """Where latency and memory come from: a service URL or a device profile measured in-process."""
+    """Where latency and memory come from: latency service URL(s) or a device profile measured in-process."""
 
-    url: str | None = None
+    url: str | list[str] | None = Field(default=None, description="a latency service, or a list of them: requests go to the "
+                                        "least-queued one and move to another when one is down")
+    target: str | None = Field(default=None, description="with url: the device or pool at the service(s); default: each service's only one")
     device: str | None = None
     token_env: str = "MNAS_LATENCY_TOKEN"
     resolution: int = Field(default=224, ge=8, le=1024, description="input size the model is measured at")
@@ -107,12 +109,14 @@ class LatencyConfig(_Strict):
         """A client for this source (latency_service.client), to be closed after use."""
         from latency_service.client import make_measurer
 
-        return make_measurer(url=self.url, device=self.device, token=self.token())
+        return make_measurer(url=self.url, device=self.device, token=self.token(), target=self.target)
 
     @model_validator(mode="after")
     def _one_source(self) -> "LatencyConfig":
         if bool(self.url) == bool(self.device):
-            raise ValueError("set exactly one of url (a latency service) or device (a profile measured in-process)")
+            raise ValueError("set exactly one of url (a latency service, or a list of them) or device (a profile measured in-process)")
+        if self.target and not self.url:
+            raise ValueError("target names a device or pool at a latency service: it needs url")
         if self.measure_every and not self.predictor:
             raise ValueError("measure_every needs a predictor (it says how often a predicted trial is also measured)")
         if self.quantize and self.predictor:

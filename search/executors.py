@@ -14,6 +14,7 @@ from ``poll`` as a ``Finished`` with a ``TrialResult``; the loop records it in o
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -113,12 +114,13 @@ class LocalExecutor(Executor):
         self.work_dir = Path(work_dir).resolve()  # trial processes run elsewhere (cwd: the package's root)
         self.timeout_s = timeout_s
         gpus = gpu_count()
+        host = socket.gethostname()  # recorded with each trial: where it ran (slot@host)
         if gpus:
-            slots = [{"name": f"gpu{g}.{k}", "env": {"CUDA_VISIBLE_DEVICES": str(g)}} for g in range(gpus) for k in range(trials_per_gpu)]
+            slots = [{"name": f"gpu{g}.{k}@{host}", "env": {"CUDA_VISIBLE_DEVICES": str(g)}} for g in range(gpus) for k in range(trials_per_gpu)]
             self.slots = slots[: max(1, min(len(slots), max_parallel))]
         else:
             threads = threads_per_trial(max_parallel)
-            self.slots = [{"name": f"cpu{k}", "env": {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(threads)}, "threads": threads}
+            self.slots = [{"name": f"cpu{k}@{host}", "env": {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(threads)}, "threads": threads}
                           for k in range(max_parallel)]
         self.procs: dict[int, _Process] = {}
 
@@ -273,7 +275,8 @@ def _ray_trial(spec: TrialSpec):
 
     from search.trial import run_trial
 
-    return run_trial(spec), f"ray:{ray.get_runtime_context().get_node_id()[:8]}"
+    context = ray.get_runtime_context()
+    return run_trial(spec), f"ray:{context.get_node_id()[:8]}@{ray.util.get_node_ip_address()}"
 
 
 def make_executor(kind: str, work_dir: Path, max_parallel: int, trials_per_gpu: int, timeout_s: float,

@@ -237,6 +237,7 @@ def write_report(directory: str | Path, top: int = 10) -> Path:
             f"{a['finished']} finished ({a['succeeded']} succeeded, {a['failed']} failed, {a['early_stopped']} stopped early), {a['running']} running, "
             f"{a['pending']} pending of {cfg.max_trials} &middot; T = {cfg.reward.target_ms:g} ms ({cfg.reward.mode})"
             + (f" &middot; Pareto front: {a['front_size']} architectures, hypervolume {a['hypervolume']:.4g}" if "hypervolume" in a else "")
+            + (" &middot; ran on " + html.escape(", ".join(f"{h}: {n}" for h, n in a["hosts"].items())) if a.get("hosts") else "")
             + "</p>",
             f"<p class=advice><b>Advice: {html.escape(a['verdict'])}</b> &mdash; {html.escape(a['why'])}</p>",
             "<h2>Top architectures</h2>", table.astype(object).where(table.notna(), "-").to_html(index=False, float_format=lambda v: f"{v:.4f}", classes="top")]

@@ -33,11 +33,13 @@ def free_port() -> int:
 
 
 class Service:
-    def __init__(self, profile: Path, db: Path, token: str | None = None, exe: Path | None = None, extra: list[str] | None = None):
+    def __init__(self, profile: Path | list[Path], db: Path, token: str | None = None, exe: Path | None = None, extra: list[str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.db = db
         exe = exe or Path(sys.executable).with_name("mnas-latency")
-        cmd = [str(exe), "serve", "--device", str(profile), "--port", str(self.port), "--db", str(db), *(extra or [])]
+        devices = [a for p in (profile if isinstance(profile, list) else [profile]) for a in ("--device", str(p))]
+        cmd = [str(exe), "serve", *devices, "--port", str(self.port), "--db", str(db), *(extra or [])]
         if token:
             cmd += ["--token", token]
         self.log = db.with_suffix(".log").open("w")

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -292,7 +293,7 @@ def test_evaluated_architecture_is_answered_from_the_store(tmp_path):
     trials = Store(out).trials()
     assert outcome.reason == "max_trials reached" and outcome.counts["succeeded"] == 3
     assert [t["cached_from"] for t in trials] == [None, trials[0]["id"], trials[0]["id"]]
-    assert [t["worker"] for t in trials] == ["cpu0", "store", "store"]
+    assert [t["worker"] for t in trials] == [f"cpu0@{socket.gethostname()}", "store", "store"]
     assert len({t["accuracy"] for t in trials}) == 1 and len(controller.told) == 3
     assert sorted(p.name for p in (out / "trials").iterdir()) == [str(trials[0]["id"])]  # trained once
 
