@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from mnas.arch import Architecture
-from mnas.costs import count_macs, count_params
+from mnas.costs import conv_linear_macs, count_params
 from mnas.model import build_model
 from mnas.recipe import TrainConfig
 
@@ -84,7 +84,7 @@ def zero_cost_scores(arch: Architecture, train_source, num_classes: int, cfg: Tr
     try:
         torch.manual_seed(cfg.seed + 12345)
         model = build_model(arch, num_classes, cfg.width_mult, cfg.dropout, cfg.cuts()).to(device)
-        out = {"params": float(count_params(model)), "macs": float(count_macs(model, cfg.resolution)["macs"])}
+        out = {"params": float(count_params(model)), "macs": float(conv_linear_macs(model, cfg.resolution))}
         data = []
         gen = torch.Generator(device=device).manual_seed(cfg.seed)
         for x, y in train_source.batches(min(batch_size, cfg.batch_size), shuffle=True, seed=cfg.seed + 99, resolution=cfg.resolution):

@@ -40,6 +40,9 @@ from mnas.layers import LayerConfig, arch_layers, space_layers
 FORMAT, VERSION = "mnas-latency-predictor", 1
 
 
+_LOADED: dict = {}  # (path, mtime) -> Predictor: the last one loaded
+
+
 class PredictorError(MnasError):
     """A predictor file is missing, damaged, or made for another device."""
 
@@ -270,7 +273,17 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | Path) -> "Predictor":
+        """The predictor in ``path``; kept per file and modification time, since an in-process
+        evaluator (the supernet's) predicts for thousands of candidates."""
         path = Path(path)
+        key = (str(path.resolve()), path.stat().st_mtime_ns if path.is_file() else None)
+        if key not in _LOADED:
+            _LOADED.clear()
+            _LOADED[key] = cls._read(path)
+        return _LOADED[key]
+
+    @classmethod
+    def _read(cls, path: Path) -> "Predictor":
         if not path.is_file():
             raise PredictorError(f"predictor file not found: {path}")
         try:

@@ -184,10 +184,10 @@ def run_trial(spec: TrialSpec) -> TrialResult:
 def measured_costs(spec: TrialSpec, num_classes: int) -> dict:
     """Params and MACs of the model as measured (width 1.0, the latency resolution), so that
     reports need no torch to show its size."""
-    from mnas.costs import arch_info
+    from mnas.costs import arch_costs
 
-    info = arch_info(spec.architecture, spec.latency.resolution, 1.0, spec.latency.num_classes or num_classes)
-    return {"params": info["params"], "macs": info["macs"], "resolution": spec.latency.resolution}
+    return {**arch_costs(spec.architecture, spec.latency.resolution, spec.latency.num_classes or num_classes),
+            "resolution": spec.latency.resolution}
 
 
 def trial_zero_cost(spec: TrialSpec, train_src, num_classes: int) -> dict:

@@ -10,7 +10,7 @@ from scipy.stats import kendalltau
 
 from conftest import run_cli
 from latency_service.client import make_measurer
-from mnas.costs import count_macs
+from mnas.costs import conv_linear_macs
 from mnas.layers import arch_layers, space_layers
 from mnas.model import build_layer, build_model
 from mnas.presets import PRESETS
@@ -89,7 +89,7 @@ def test_unseen_architectures_are_predicted_near_their_measurement(built):
     # sixty by multiply-adds): neighbours in a random draw often differ by less than the measurement
     # noise, and a ranking check on them would decide on noise.
     candidates = [space.sample(10_000 + i) for i in range(60)]
-    macs = [count_macs(build_model(arch, CLASSES), RESOLUTION)["macs"] for arch in candidates]
+    macs = [conv_linear_macs(build_model(arch, CLASSES), RESOLUTION) for arch in candidates]
     archs = [candidates[i] for i in np.argsort(macs)[3::6]]
     source = make_measurer(device=str(profile))
     measured, predicted = [], []
