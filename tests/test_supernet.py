@@ -152,3 +152,16 @@ def test_oneshot_search_evaluates_through_the_supernet_and_reports(tmp_path):
     (s2,) = Store(out).trials(stage=2)
     assert s2["status"] == "succeeded" and s2["meta"]["init"] == "shared" and s2["arch_key"].endswith("@shared")
     assert (out / "trials" / str(s2["id"]) / "init.pt").is_file() and s2["accuracy"] > 0.25
+
+
+def test_a_oneshot_pareto_search_sweeps_latency_targets_in_one_run(tmp_path):
+    cfg = oneshot_config(tmp_path, epochs=1)
+    cfg.update(reward={"mode": "pareto", "target_ms": 0.6, "min_target_ms": 0.1, "accuracy_threshold": 0.1},
+               controller={"type": "random"}, max_trials=8)
+    out = tmp_path / "exp"
+    run_cli("search", str(write_config(tmp_path / "pareto.yaml", cfg)), "--out", str(out), "--no-progress", timeout=600)
+    done = Store(out).trials(status="succeeded")
+    targets = {t["meta"].get("target_ms") for t in done if t["worker"] == "supernet"}
+    assert len(done) == 8 and len(targets) >= 3  # a latency target of its own per proposal: one run covers the range
+    status = json.loads(run_cli("status", str(out), "--json").stdout)
+    assert status["front_size"] >= 1 and status["hypervolume"] > 0
