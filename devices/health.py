@@ -18,10 +18,10 @@ def device_problem(profile: DeviceProfile) -> str | None:
         return None
     import importlib.util
 
-    from devices.local import available_cpus
+    from devices.local import missing_cpus
 
-    if profile.cpus and not set(profile.cpus) <= available_cpus():
-        return f"pins to CPUs {sorted(set(profile.cpus) - available_cpus())}, which this machine lacks"
+    if missing := missing_cpus(profile):
+        return f"pins to CPUs {missing}, which this machine lacks"
     module = "onnxruntime" if profile.backend == "onnxruntime" else "ai_edge_litert"
     if importlib.util.find_spec(module) is None:
         return f"the {module} runtime is not installed"

@@ -19,13 +19,17 @@ def available_cpus() -> set[int]:
     return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
 
 
+def missing_cpus(profile: DeviceProfile) -> list[int]:
+    """The CPUs the profile pins to that this process cannot run on."""
+    return sorted(set(profile.cpus or []) - available_cpus())
+
+
 def run_worker(profile: DeviceProfile, model_path: str | Path, input_shape: list[int] | None) -> dict:
     """One fresh process: returns the worker's result; raises MeasurementError."""
     cpus = profile.cpus
-    if cpus:
-        missing = set(cpus) - available_cpus()
-        if missing:
-            raise MeasurementError("device_unavailable", f"profile {profile.name} pins to CPUs {sorted(missing)}, which this machine lacks")
+    missing = missing_cpus(profile)
+    if missing:
+        raise MeasurementError("device_unavailable", f"profile {profile.name} pins to CPUs {missing}, which this machine lacks")
     request = {
         "backend": profile.backend,
         "model": str(model_path),

@@ -56,8 +56,7 @@ class DeviceProfile(BaseModel):
 
     def settings_hash(self) -> str:
         """Hash of everything that changes a measurement (not the description or the precisions)."""
-        data = self.model_dump(exclude={"description", "precisions", "pool"})
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+        return _digest(self.model_dump(exclude={"description", "precisions", "pool"}))
 
     def kind_hash(self) -> str:
         """Hash of what makes two devices measure alike: the settings without the name, the
@@ -65,11 +64,15 @@ class DeviceProfile(BaseModel):
         data = self.model_dump(exclude={"name", "description", "precisions", "pool", "cpus"})
         if data.get("adb"):
             data["adb"].pop("serial", None)
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+        return _digest(data)
 
     @property
     def model_format(self) -> str:
         return "onnx" if self.backend == "onnxruntime" else "tflite"
+
+
+def _digest(data: dict) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def load_profile(path: str | Path) -> DeviceProfile:

@@ -184,7 +184,7 @@ def create_app(
             cache_hits.inc()
             request.state.audit["latency_ms"] = hit.get("latency_ms")
             return {**hit, "cached": True}
-        client = request.client.host if request.client else "unknown"
+        client = client_address(request)
         if in_flight.get(client, 0) >= max_queued_per_client:
             raise HTTPException(429, f"client {client} already has {in_flight[client]} measurements queued (the limit per client is "
                                      f"{max_queued_per_client}); wait for them")
@@ -234,6 +234,10 @@ def create_app(
     return app
 
 
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 class AuditLog:
     """One JSON line per request on /v1/: time, client, endpoint, status, model hash, device."""
 
@@ -246,7 +250,7 @@ class AuditLog:
         import datetime
 
         line = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
-                "client": request.client.host if request.client else None, "method": request.method,
+                "client": client_address(request), "method": request.method,
                 "endpoint": request.url.path, "status": status, **details}
         self.file.write(json.dumps(line) + "\n")
 

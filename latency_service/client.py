@@ -41,7 +41,6 @@ class LatencyClient:
         if not urls:
             raise LatencyServiceError("give at least one latency service URL")
         self.urls = [u.rstrip("/") for u in urls]
-        self.url = self.urls[0]
         self.retries, self.backoff_s, self.target, self.down_for_s = retries, backoff_s, target, down_for_s
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = {u: httpx.Client(base_url=u, headers=headers, timeout=httpx.Timeout(timeout_s, connect=10.0)) for u in self.urls}
@@ -85,30 +84,34 @@ class LatencyClient:
                     return url, self._once(url, method, path, missing_ok, **kwargs)
                 except _Unavailable as exc:
                     last.append(str(exc))
-                    if len(self.urls) > 1:
-                        self._down_until[url] = time.monotonic() + self.down_for_s
+                    self._mark_down(url)
             if attempt < self.retries:
                 time.sleep(self.backoff_s * 2**attempt)
         raise LatencyServiceError(f"{'; '.join(last) or 'no latency service is up'} after {self.retries + 1} attempts")
+
+    def _mark_down(self, url: str) -> None:
+        """Skip ``url`` for ``down_for_s`` (only where another service can answer meanwhile)."""
+        if len(self.urls) > 1:
+            self._down_until[url] = time.monotonic() + self.down_for_s
 
     def _up(self) -> list[str]:
         now = time.monotonic()
         up = [u for u in self.urls if self._down_until[u] <= now]
         return up or list(self.urls)  # all marked down: try them all again
 
-    def _request(self, method: str, path: str, missing_ok: bool = False, **kwargs):
-        return self._any(method, path, missing_ok, **kwargs)[1]
-
     def _by_queue(self) -> list[str]:
         """Services that are up, the shortest queue for the target first."""
         lengths = {}
         for url in self._up():
             try:
-                lengths[url] = self._target_of(url, self._once(url, "GET", "/v1/targets"))["queue_length"]
+                lengths[url] = self._target_at(url)["queue_length"]
             except _Unavailable:
-                if len(self.urls) > 1:
-                    self._down_until[url] = time.monotonic() + self.down_for_s
+                self._mark_down(url)
         return sorted(lengths, key=lambda u: (lengths[u], self.urls.index(u))) or self._up()
+
+    def _target_at(self, url: str) -> dict:
+        """The target as the service at ``url`` describes it now (_Unavailable if it cannot say)."""
+        return self._target_of(url, self._once(url, "GET", "/v1/targets"))
 
     def _target_of(self, url: str, targets: list[dict]) -> dict:
         if self.target:
@@ -129,7 +132,7 @@ class LatencyClient:
             seen = {}
             for url in self.urls:
                 try:
-                    seen[url] = self._target_of(url, self._once(url, "GET", "/v1/targets"))
+                    seen[url] = self._target_at(url)
                 except _Unavailable:
                     continue
             if not seen:

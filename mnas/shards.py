@@ -256,10 +256,6 @@ class ShardSource:
     def labels(self) -> np.ndarray:
         return self.all_y[self.rows]
 
-    @property
-    def y(self) -> np.ndarray:
-        return self.labels
-
     def subset(self, indices: np.ndarray) -> "ShardSource":
         return ShardSource(self.parts, self.all_y, self.rows[np.asarray(indices)])
 

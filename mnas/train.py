@@ -263,11 +263,16 @@ def save_checkpoint(model, arch: Architecture, num_classes: int, cfg: TrainConfi
 
 def load_checkpoint(path: str | Path) -> torch.nn.Module:
     """Rebuild a trained model from ``checkpoint.pt`` (eval mode, CPU)."""
+    return load_trained(path)[0]
+
+
+def load_trained(path: str | Path) -> tuple[torch.nn.Module, TrainConfig]:
+    """The model of ``checkpoint.pt`` (eval mode, CPU) and the recipe it was trained with."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     cfg = TrainConfig(**ckpt["train_config"])
     model = build_model(Architecture.from_dict(ckpt["architecture"]), ckpt["num_classes"], cfg.width_mult, cfg.dropout, cfg.cuts())
     model.load_state_dict(ckpt["state_dict"])
-    return model.eval()
+    return model.eval(), cfg
 
 
 def _progress_bar(enabled: bool):

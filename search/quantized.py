@@ -27,11 +27,8 @@ def quantized_accuracy(trial_dir: Path, data: TrialData, mode: str, fmt: str,
                        samples: int = CALIBRATION_SAMPLES) -> dict:
     """Quantize ``trial_dir/checkpoint.pt`` and test it: {top1, float_top1, agreement, images,
     mode, format, file, int8_tensors}; cached in the trial's directory."""
-    import torch
-
     from mnas.quantize import file_accuracy, int8_tensors, quantize_model, source_inputs
-    from mnas.recipe import TrainConfig
-    from mnas.train import load_checkpoint
+    from mnas.train import load_trained
     from search.trial import load_trial_data
 
     model_file, record = quantized_paths(trial_dir, mode, fmt)
@@ -40,8 +37,8 @@ def quantized_accuracy(trial_dir: Path, data: TrialData, mode: str, fmt: str,
     ckpt = trial_dir / "checkpoint.pt"
     if not ckpt.is_file():
         raise MnasError(f"stage-2 checkpoint missing: {ckpt}")
-    resolution = TrainConfig(**torch.load(ckpt, map_location="cpu", weights_only=True)["train_config"]).resolution
-    model = load_checkpoint(ckpt)
+    model, recipe = load_trained(ckpt)
+    resolution = recipe.resolution
     train, test, _ = load_trial_data(data, stage=2)
     calibration = source_inputs(train, resolution, samples)
     quantize_model(model, model_file, fmt, resolution, mode, calibration)

@@ -69,14 +69,17 @@ def measure_for_real(cfg, arch: Architecture, resolution: int, num_classes: int)
         result, _ = measure_latency(cfg.latency.model_copy(update={"resolution": resolution}), arch, num_classes)
     except LatencyServiceError as exc:
         raise MnasError(f"cannot measure the winner on the search's latency source: {exc}") from None
+    return measured_figures(result)
+
+
+def measured_figures(result: dict) -> dict:
+    """What a winner's JSON keeps of a measurement."""
     return {"latency_ms": result["latency_ms"], "memory_mb": result["peak_memory_mb"], "measured_on": result["device"]}
 
 
 def export_quantized_winners(directory: Path, out: Path, top: int, formats: list[str], mode: str) -> list[Path]:
     """The top-k stage-2 winners quantized, each with its quantized accuracy and latency."""
-    import shutil
-
-    from search.quantized import quantized_accuracy
+    from latency_service.client import LatencyServiceError
     from search.spec import TrialData
 
     cfg = load_config_of(directory)
@@ -86,36 +89,36 @@ def export_quantized_winners(directory: Path, out: Path, top: int, formats: list
     cache = directory / "data"
     data = TrialData.of(cfg.proxy, str(cache) if (cache / "meta.json").is_file() else None)
     out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for rank, (_, t) in enumerate(done.iterrows(), 1):
-        arch = Architecture.from_dict(t.architecture)
-        stem = out / f"rank{rank}-trial{int(t.id)}-{mode}"
-        info = {"rank": rank, "trial": int(t.id), "stage": 2, "reward": t.reward, "float_accuracy": t.accuracy,
-                "float_latency_ms": t.latency_ms, "weights": f"stage-2 trained, {mode} quantized", "quantized": {},
-                "timm_blocks": arch.to_timm(), "architecture": arch.to_dict()}
-        for fmt in formats:
-            result = quantized_accuracy(directory / "trials" / str(int(t.id)), data, mode, fmt)
-            target = stem.with_suffix(f".{fmt}")
-            shutil.copyfile(directory / "trials" / str(int(t.id)) / result["file"], target)
-            written.append(target)
-            info["quantized"][fmt] = {**{k: v for k, v in result.items() if k != "file"}, **measure_file_for_real(cfg, target)}
-        stem.with_suffix(".json").write_text(json.dumps(info, indent=2))
-        written.append(stem.with_suffix(".json"))
-    return written
-
-
-def measure_file_for_real(cfg, path: Path) -> dict:
-    """Latency and memory of a model file on the search's latency source, where it runs that format."""
-    from latency_service.client import LatencyServiceError
-
     try:
-        measurer = cfg.latency.measurer()
+        measurer = cfg.latency.measurer()  # one client for every file
         try:
-            if measurer.model_format() != path.suffix.lstrip("."):
-                return {"latency_ms": None, "note": f"the latency source runs {measurer.model_format()}, not {path.suffix}"}
-            result = measurer.measure(path)
+            return [path for rank, (_, t) in enumerate(done.iterrows(), 1)
+                    for path in _export_quantized(directory, out, rank, t, data, formats, mode, measurer)]
         finally:
             measurer.close()
     except LatencyServiceError as exc:
-        raise MnasError(f"cannot measure {path.name} on the search's latency source: {exc}") from None
-    return {"latency_ms": result["latency_ms"], "memory_mb": result["peak_memory_mb"], "measured_on": result["device"]}
+        raise MnasError(f"cannot measure the quantized winners on the search's latency source: {exc}") from None
+
+
+def _export_quantized(directory: Path, out: Path, rank: int, t, data, formats: list[str], mode: str, measurer) -> list[Path]:
+    """One winner's quantized files and their JSON; measured where the source runs the format."""
+    import shutil
+
+    from search.quantized import quantized_accuracy
+
+    arch, trial_dir = Architecture.from_dict(t.architecture), directory / "trials" / str(int(t.id))
+    stem = out / f"rank{rank}-trial{int(t.id)}-{mode}"
+    info = {"rank": rank, "trial": int(t.id), "stage": 2, "reward": t.reward, "float_accuracy": t.accuracy,
+            "float_latency_ms": t.latency_ms, "weights": f"stage-2 trained, {mode} quantized", "quantized": {},
+            "timm_blocks": arch.to_timm(), "architecture": arch.to_dict()}
+    written, runs = [], measurer.model_format()
+    for fmt in formats:
+        result = quantized_accuracy(trial_dir, data, mode, fmt)
+        target = stem.with_suffix(f".{fmt}")
+        shutil.copyfile(trial_dir / result["file"], target)
+        written.append(target)
+        measured = (measured_figures(measurer.measure(target)) if fmt == runs
+                    else {"latency_ms": None, "note": f"the latency source runs {runs}, not .{fmt}"})
+        info["quantized"][fmt] = {**{k: v for k, v in result.items() if k != "file"}, **measured}
+    stem.with_suffix(".json").write_text(json.dumps(info, indent=2))
+    return written + [stem.with_suffix(".json")]
