@@ -89,10 +89,8 @@ def timed(fn):
 
 def rank_check(config_path: Path, supernet: Path, count: int, store_path: Path, log) -> dict:
     """Stand-alone proxy top-1 vs supernet top-1 for ``count`` architectures spread over MACs."""
-    import numpy as np
-
-    from mnas.layers import arch_layers
     from mnas.train import train_model
+    from oneshot_rank import spread_architectures
     from search.config import load_config
     from search.oneshot.evaluator import SupernetEvaluator
     from search.proxy.ranks import agreement
@@ -100,12 +98,7 @@ def rank_check(config_path: Path, supernet: Path, count: int, store_path: Path, 
     from search.trial import load_trial_data
 
     config = load_config(config_path)
-    space = config.space.build()
-    rng = np.random.default_rng(12345)
-    pool = [space.sample(rng) for _ in range(20 * count)]
-    macs = np.array([sum(l.costs()["macs"] for _, l in arch_layers(a, config.proxy.resolution)) for a in pool])
-    order = np.argsort(macs)
-    picks = [pool[order[int(round(q))]] for q in np.linspace(0, len(pool) - 1, count)]
+    picks = spread_architectures(config.space.build(), config.proxy.resolution, count)
     done = json.loads(store_path.read_text()) if store_path.is_file() else {}
     proxy = config.proxy
     data = TrialData.of(proxy)

@@ -10,10 +10,12 @@ Building (``build_predictor``, ``mnas predictor build``), per input resolution:
    a log-linear model, a random forest and gradient-boosted trees) fills in the layers not
    measured, so the file holds a complete table: layer key -> milliseconds;
 3. whole models sampled from the space are measured; a linear correction maps the layer
-   sum and the layer count to the model's latency (each layer measured alone carries the
-   runtime's fixed cost of one inference, and fusion and cache effects make layers not
-   exactly additive), and a linear model on weights and activation sizes gives peak
-   memory. A fifth of these models is held out first to report honest validation figures.
+   figures to the model's latency (each layer measured alone carries the runtime's fixed
+   cost of one inference and its own layout reorders, and fusion and cache effects make
+   layers not exactly additive), and a linear model on weights and activation sizes gives
+   peak memory; for each, the feature set (``LATENCY_FEATURES``, ``MEMORY_FEATURES``) is
+   chosen by cross-validation. A fifth of these models is held out first to report honest
+   validation figures.
 
 Every measurement is cached in SQLite (``--cache``), so an interrupted build resumes.
 Predicting needs only the JSON file: ``Predictor.load(path).predict(arch)`` sums table
@@ -59,10 +61,36 @@ def features(layer: LayerConfig) -> list[float]:
     ]
 
 
-def model_features(layers: list[LayerConfig]) -> list[float]:
-    """What peak memory depends on: weights, the largest live activations, the layer count."""
-    costs = [layer.costs() for layer in layers]
-    return [sum(c["params"] for c in costs), max(c["act_in"] + c["act_out"] for c in costs), float(len(layers))]
+def _sizes(layers: list[LayerConfig]) -> list[dict]:
+    return [layer.costs() for layer in layers]
+
+
+# Whole-model corrections: named feature sets of a model (its layers' table figures and its
+# layers), each a linear fit to the whole-model measurements; the build picks one per
+# quantity by cross-validation, and the file names it. Latency: the layer sum alone misses the
+# runtime's fixed cost per layer measured alone, and the layout reorders a layer measured alone
+# pays at its boundaries (growing with its input and output sizes) that a layer inside a model
+# mostly does not. Memory: weights and the largest live activations, and how the runtime's
+# arena grows with the activations it has seen.
+LATENCY_FEATURES = {
+    "layer sum, layer count": lambda ms, layers: [sum(ms), float(len(ms))],
+    "layer sum, layer count, boundary activations": lambda ms, layers: [
+        sum(ms), float(len(ms)), sum(c["act_in"] + c["act_out"] for c in _sizes(layers)) / 1e6],
+    "layer sum per kind, layer count": lambda ms, layers: [
+        *(sum(m for m, layer in zip(ms, layers) if _kind(layer) == k) for k in ("stem", "head", *OPS)), float(len(ms))],
+}
+MEMORY_FEATURES = {
+    "weights, largest activations, layer count": lambda ms, layers: [
+        sum(c["params"] for c in _sizes(layers)), max(c["act_in"] + c["act_out"] for c in _sizes(layers)), float(len(layers))],
+    "weights, largest activations, all activations, layer count": lambda ms, layers: [
+        sum(c["params"] for c in _sizes(layers)), max(c["act_in"] + c["act_out"] for c in _sizes(layers)),
+        sum(c["act_out"] for c in _sizes(layers)), float(len(layers))],
+}
+DEFAULT_LATENCY_FEATURES, DEFAULT_MEMORY_FEATURES = "layer sum, layer count", "weights, largest activations, layer count"
+
+
+def _kind(layer: LayerConfig) -> str:
+    return layer.op if layer.kind == "layer" else layer.kind
 
 
 # ----- measurements, cached -------------------------------------------------------------------
@@ -189,27 +217,54 @@ def build_resolution(measurer: Measurer, space, resolution: int, num_classes: in
 
     rng = np.random.default_rng(seed + 1)
     archs = [space.sample(rng) for _ in range(models)]
-    sums, feats, lat, mem = [], [], [], []
+    per_model, lat, mem = [], [], []
     for i, arch in enumerate(archs, 1):
         layers = [layer for _, layer in arch_layers(arch, resolution, num_classes)]
-        sums.append([sum(table[layer.key][0] for layer in layers), len(layers)])
-        feats.append(model_features(layers))
+        per_model.append(([table[layer.key][0] for layer in layers], layers))
         m = measurer.model(arch, resolution, num_classes)
         lat.append(m["latency_ms"])
         mem.append(m["memory_mb"])
         if log and (i % 10 == 0 or i == models):
             log(f"  {resolution} px: {i}/{models} whole models measured")
-    sums, feats, lat, mem = map(np.array, (sums, feats, lat, mem))
+    lat, mem = np.array(lat), np.array(mem)
     held = np.arange(len(lat)) % 5 == 0  # a fifth held out for the figures, then refit on all
-    lat_fit, mem_fit = _linear(sums[~held], lat[~held]), _linear(feats[~held], mem[~held])
-    validation = {"latency": error_figures(_apply(lat_fit, sums[held]), lat[held]),
-                  "memory": error_figures(_apply(mem_fit, feats[held]), mem[held]), "layer_model": choice}
+    lat_name, lat_cv = choose_correction(LATENCY_FEATURES, per_model, lat, held, seed)
+    mem_name, mem_cv = choose_correction(MEMORY_FEATURES, per_model, mem, held, seed)
+    x_lat, x_mem = correction_matrix(LATENCY_FEATURES[lat_name], per_model), correction_matrix(MEMORY_FEATURES[mem_name], per_model)
+    lat_fit, mem_fit = _linear(x_lat[~held], lat[~held]), _linear(x_mem[~held], mem[~held])
+    validation = {"latency": error_figures(_apply(lat_fit, x_lat[held]), lat[held]),
+                  "memory": error_figures(_apply(mem_fit, x_mem[held]), mem[held]), "layer_model": choice,
+                  "latency_correction": {"chosen": lat_name, "cv_mean_abs_error_pct": lat_cv},
+                  "memory_correction": {"chosen": mem_name, "cv_mean_abs_error_pct": mem_cv}}
     return {
-        "layers": table, "fallback": fallback, "latency_fit": _linear(sums, lat), "memory_fit": _linear(feats, mem),
-        "validation": validation,
+        "layers": table, "fallback": fallback, "latency_fit": {**_linear(x_lat, lat), "features": lat_name},
+        "memory_fit": {**_linear(x_mem, mem), "features": mem_name}, "validation": validation,
         "build": {"layer_configs": len(every), "layers_measured": len(sample), "models_measured": models,
                   "fresh_measurements": measurer.fresh - fresh_before, "seconds": round(time.perf_counter() - started, 1)},
     }
+
+
+def correction_matrix(feature_set, per_model: list[tuple[list[float], list[LayerConfig]]]) -> np.ndarray:
+    return np.array([feature_set(ms, layers) for ms, layers in per_model], dtype=float)
+
+
+def choose_correction(sets: dict, per_model: list, y: np.ndarray, held: np.ndarray, seed: int) -> tuple[str, dict]:
+    """The feature set whose linear fit has the lowest cross-validated error (% of the measured
+    value) on the models not held out; ties and tiny samples keep the first (simplest) set."""
+    from sklearn.linear_model import LinearRegression
+    from sklearn.model_selection import KFold, cross_val_predict
+
+    train = ~held
+    if train.sum() < 10:
+        return next(iter(sets)), {}
+    folds = KFold(n_splits=5, shuffle=True, random_state=seed)
+    scores = {}
+    for name, feature_set in sets.items():
+        x = correction_matrix(feature_set, per_model)[train]
+        pred = cross_val_predict(LinearRegression(), x, y[train], cv=folds)
+        scores[name] = float(np.mean(np.abs(pred / y[train] - 1)) * 100)
+    best = min(scores, key=lambda name: (round(scores[name], 1), list(sets).index(name)))
+    return best, scores
 
 
 def _linear(x: np.ndarray, y: np.ndarray, ridge: float = 0.0) -> dict:
@@ -299,7 +354,9 @@ class Predictor:
             raise PredictorError(f"{path} is damaged: missing {', '.join(missing) or 'resolutions'}")
         width = len(features(LayerConfig("stem", 3, 8, 8)))
         for r, part in doc["resolutions"].items():
-            if not all(k in part for k in ("layers", "fallback", "latency_fit", "memory_fit")) or len(part["fallback"]["coef"]) != width:
+            fits = [(part.get("latency_fit"), LATENCY_FEATURES, DEFAULT_LATENCY_FEATURES), (part.get("memory_fit"), MEMORY_FEATURES, DEFAULT_MEMORY_FEATURES)]
+            if not all(k in part for k in ("layers", "fallback")) or len(part["fallback"]["coef"]) != width or \
+                    not all(isinstance(fit, dict) and fit.get("features", default) in sets for fit, sets, default in fits):
                 raise PredictorError(f"{path} is damaged or made by another mnas version (resolution {r}'s tables do not fit): rebuild it")
         return cls(doc, str(path))
 
@@ -326,6 +383,7 @@ class Predictor:
         table = part["layers"]
         layers = arch_layers(arch, resolution, self.num_classes)
         stages: dict[int, float] = {}
+        figures = []
         off = 0
         for stage, layer in layers:
             entry = table.get(layer.key)
@@ -335,9 +393,12 @@ class Predictor:
             else:
                 ms = entry[0]
             stages[stage] = stages.get(stage, 0.0) + ms
-        total = sum(stages.values())
-        latency = float(_apply(part["latency_fit"], np.array([total, len(layers)])))
-        memory = float(_apply(part["memory_fit"], np.array(model_features([layer for _, layer in layers]))))
+            figures.append(ms)
+        plain = [layer for _, layer in layers]
+        lat_x = LATENCY_FEATURES[part["latency_fit"].get("features", DEFAULT_LATENCY_FEATURES)](figures, plain)
+        mem_x = MEMORY_FEATURES[part["memory_fit"].get("features", DEFAULT_MEMORY_FEATURES)](figures, plain)
+        latency = float(_apply(part["latency_fit"], np.array(lat_x)))
+        memory = float(_apply(part["memory_fit"], np.array(mem_x)))
         blocks = [stages.get(i, 0.0) for i in range(-1, len(arch.blocks) + 1)]
         return Prediction(max(latency, 1e-6), max(memory, 0.0), blocks, off)
 
