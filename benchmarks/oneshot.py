@@ -10,11 +10,15 @@ resumes, finished rank trainings are kept in rank.json):
 1. ``mnas supernet train`` on the preset's proxy data and space;
 2. ``mnas search`` with ``evaluator: supernet`` for ``candidates`` proposals (evolution);
 3. ``mnas stage2 --top 3`` (train from scratch on all training data, test split);
-4. the rank check: ``rank_archs`` architectures spread over the space's multiply-add range,
+4. the baseline: MobileNetV2 trained with the same stage-2 recipe (all training data, test
+   split, the stage-2 epochs), so the winners are read against a known hand-designed network;
+5. the rank check: ``rank_archs`` architectures spread over the space's multiply-add range,
    each trained stand-alone with the proxy recipe (the multi-trial method's own number) and
    evaluated through the supernet; Kendall tau (scipy) between the two, with its p-value.
+   ``benchmarks/oneshot_rank.py`` asks the same question with repeats and supernet settings.
 
-Prints one table and writes it as JSON (``--json``).
+``--baseline-only`` builds the predictor and runs step 4 alone, to add the baseline row to an
+earlier run's figures. Prints one table and writes it as JSON (``--json``).
 """
 
 from __future__ import annotations
@@ -120,6 +124,29 @@ def rank_check(config_path: Path, supernet: Path, count: int, store_path: Path, 
             "supernet_top1": shared, "proxy_top1": alone}
 
 
+def baseline(config_path: Path, epochs: int, predictor: Path, cache: Path, log) -> dict:
+    """MobileNetV2 trained as a stage-2 trial of the same config (same recipe, data and test split); cached."""
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    from mnas.presets import PRESETS as ARCHITECTURES
+    from search.config import load_config
+    from search.experiment import prepare_trials
+    from search.predictor import Predictor
+    from search.trial import run_trial
+
+    config = load_config(config_path)
+    arch = ARCHITECTURES["mobilenet-v2"]
+    context = prepare_trials(config, None, check_latency=False)
+    result = run_trial(context.spec(0, arch, stage=2, epochs=epochs))
+    if result.status != "succeeded":
+        raise SystemExit(f"MobileNetV2 baseline failed: {result.error}")
+    row = {"architecture": "mobilenet-v2", "test_top1": result.accuracy, "seconds": result.seconds,
+           "latency_ms": Predictor.load(predictor).predict(arch, config.latency.resolution).latency_ms}
+    cache.write_text(json.dumps(row))
+    log(f"MobileNetV2 baseline: test top-1 {row['test_top1']:.4f} ({row['seconds']:.0f} s)")
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("preset", choices=sorted(PRESETS))
@@ -127,6 +154,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--candidates", type=int, help="override the preset's search size")
     parser.add_argument("--skip-rank", action="store_true")
+    parser.add_argument("--baseline-only", action="store_true", help="only the predictor and the MobileNetV2 row")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     preset = PRESETS[args.preset]
@@ -144,6 +172,15 @@ def main() -> None:
                supernet={**cfg["supernet"], "directory": str(out / "supernet")})
     config_path = out / "config.yaml"
     config_path.write_text(yaml.safe_dump(cfg))
+    base_row = lambda: baseline(config_path, preset["stage2_epochs"], predictor, out / "baseline.json", log)  # noqa: E731
+    if args.baseline_only:
+        row, _ = timed(base_row)
+        print(machine_line())
+        print(f"MobileNetV2, stage 2 x {preset['stage2_epochs']} epochs: test top-1 {row['test_top1']:.4f} at "
+              f"{row['latency_ms']:.3f} ms (predicted), {row['seconds']:.0f} s")
+        if args.json:
+            args.json.write_text(json.dumps({"preset": args.preset, "machine": machine_line(), "baseline": row}, indent=2))
+        return
 
     _, train_s = timed(lambda: mnas("supernet", "train", str(config_path), "--out", str(out / "supernet")))
     log(f"supernet trained in {train_s:.0f} s")
@@ -159,6 +196,7 @@ def main() -> None:
     finals = store.trials(stage=2, status="succeeded")
     stage1 = store.trials(stage=1, status="succeeded")
     store.close()
+    base = base_row()
     rank = None
     if not args.skip_rank:
         rank, rank_s = timed(lambda: rank_check(config_path, out / "supernet", preset["rank_archs"], out / "rank.json", log))
@@ -167,13 +205,14 @@ def main() -> None:
               "predictor_build_s": predictor_s, "target_ms": target,
               "supernet_train_s": train_s, "search_s": search_s, "stage2_s": stage2_s, "end_to_end_s": train_s + search_s + stage2_s,
               "stage2": [{"architecture": t["architecture"], "test_top1": t["accuracy"], "latency_ms": t["latency_ms"]} for t in finals],
-              "best_stage1": status.get("best"), "rank": rank}
+              "best_stage1": status.get("best"), "baseline": base, "rank": rank}
     print(machine_line())
     print(f"| step | seconds |\n|---|---|\n| latency predictor build (once per device) | {predictor_s:.0f} |\n| supernet training | {train_s:.0f} |\n| search ({candidates} proposals, "
           f"{len(stage1)} evaluated) | {search_s:.0f} |\n| stage 2, top 3 x {preset['stage2_epochs']} epochs | {stage2_s:.0f} |\n"
           f"| end to end | {train_s + search_s + stage2_s:.0f} |")
     for t in finals:
         print(f"stage 2: test top-1 {t['accuracy']:.4f} at {t['latency_ms']:.3f} ms")
+    print(f"MobileNetV2 (same stage-2 recipe): test top-1 {base['test_top1']:.4f} at {base['latency_ms']:.3f} ms (predicted)")
     if rank:
         print(f"rank check: n={rank['n']} Kendall tau {rank['tau']:.3f} (p={rank['tau_p']:.3g}), Spearman {rank['spearman']:.3f}; "
               f"{rank['seconds_per_eval']:.2f} s per supernet evaluation")
