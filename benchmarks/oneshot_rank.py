@@ -105,7 +105,7 @@ def main() -> None:
     from search.proxy.ranks import agreement
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("preset", choices=["digits", "cifar10"])
+    parser.add_argument("preset", choices=sorted(PRESETS))
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "cifar10"))
     parser.add_argument("--out", type=Path)
     parser.add_argument("--archs", type=int, default=20)
