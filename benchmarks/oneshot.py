@@ -124,8 +124,9 @@ def rank_check(config_path: Path, supernet: Path, count: int, store_path: Path, 
             "supernet_top1": shared, "proxy_top1": alone}
 
 
-def baseline(config_path: Path, epochs: int, predictor: Path, cache: Path, log) -> dict:
-    """MobileNetV2 trained as a stage-2 trial of the same config (same recipe, data and test split); cached."""
+def baseline(config_path: Path, epochs: int, predictor: Path, tuning_dir: Path, cache: Path, log) -> dict:
+    """MobileNetV2 trained as a stage-2 trial of the same config (same recipe, data, test split and,
+    on a GPU, the precision and layout measured in ``tuning_dir``, as ``mnas stage2`` uses); cached."""
     if cache.is_file():
         return json.loads(cache.read_text())
     from mnas.presets import PRESETS as ARCHITECTURES
@@ -133,10 +134,11 @@ def baseline(config_path: Path, epochs: int, predictor: Path, cache: Path, log) 
     from search.experiment import prepare_trials
     from search.predictor import Predictor
     from search.trial import run_trial
+    from search.tuning import measured_settings
 
     config = load_config(config_path)
     arch = ARCHITECTURES["mobilenet-v2"]
-    context = prepare_trials(config, None, check_latency=False)
+    context = prepare_trials(config, None, measured_settings(config, tuning_dir, log), check_latency=False)
     result = run_trial(context.spec(0, arch, stage=2, epochs=epochs))
     if result.status != "succeeded":
         raise SystemExit(f"MobileNetV2 baseline failed: {result.error}")
@@ -172,19 +174,25 @@ def main() -> None:
                supernet={**cfg["supernet"], "directory": str(out / "supernet")})
     config_path = out / "config.yaml"
     config_path.write_text(yaml.safe_dump(cfg))
-    base_row = lambda: baseline(config_path, preset["stage2_epochs"], predictor, out / "baseline.json", log)  # noqa: E731
+    exp = out / "exp"
+
+    def base_row() -> dict:  # the search's tuning when it ran, else measured once for the baseline
+        return baseline(config_path, preset["stage2_epochs"], predictor, exp if exp.is_dir() else out, out / "baseline.json", log)
+
+    def base_line(row: dict) -> str:
+        return (f"MobileNetV2 (same stage-2 recipe, {preset['stage2_epochs']} epochs): test top-1 {row['test_top1']:.4f} at "
+                f"{row['latency_ms']:.3f} ms (predicted), {row['seconds']:.0f} s")
+
     if args.baseline_only:
-        row, _ = timed(base_row)
+        row = base_row()
         print(machine_line())
-        print(f"MobileNetV2, stage 2 x {preset['stage2_epochs']} epochs: test top-1 {row['test_top1']:.4f} at "
-              f"{row['latency_ms']:.3f} ms (predicted), {row['seconds']:.0f} s")
+        print(base_line(row))
         if args.json:
             args.json.write_text(json.dumps({"preset": args.preset, "machine": machine_line(), "baseline": row}, indent=2))
         return
 
     _, train_s = timed(lambda: mnas("supernet", "train", str(config_path), "--out", str(out / "supernet")))
     log(f"supernet trained in {train_s:.0f} s")
-    exp = out / "exp"
     search_args = ["search", "--resume", str(exp)] if (exp / "experiment.sqlite").is_file() else ["search", str(config_path), "--out", str(exp)]
     _, search_s = timed(lambda: mnas(*search_args, "--no-progress"))
     log(f"search of {candidates} candidates in {search_s:.0f} s")
@@ -212,7 +220,7 @@ def main() -> None:
           f"| end to end | {train_s + search_s + stage2_s:.0f} |")
     for t in finals:
         print(f"stage 2: test top-1 {t['accuracy']:.4f} at {t['latency_ms']:.3f} ms")
-    print(f"MobileNetV2 (same stage-2 recipe): test top-1 {base['test_top1']:.4f} at {base['latency_ms']:.3f} ms (predicted)")
+    print(base_line(base))
     if rank:
         print(f"rank check: n={rank['n']} Kendall tau {rank['tau']:.3f} (p={rank['tau_p']:.3g}), Spearman {rank['spearman']:.3f}; "
               f"{rank['seconds_per_eval']:.2f} s per supernet evaluation")
