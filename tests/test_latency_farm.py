@@ -200,7 +200,9 @@ def test_a_search_on_two_services_loses_no_trial_when_one_stops(tmp_path):
     trials = Store(out).trials()
     assert len(trials) == 5 and all(t["status"] == "succeeded" for t in trials), [t["error"] for t in trials]
     services = [t["metrics"]["latency"]["service"] for t in trials]
-    assert services[0] == one.url and set(services) == {one.url, two.url}  # a repeated architecture keeps its first record
+    # both served: the first measurement goes to `one` (equal queues, first listed), two parallel trials may
+    # finish in either order, and what follows the stop goes to `two`
+    assert set(services) == {one.url, two.url}
     status = subprocess.run([str(Path(sys.executable).with_name("mnas")), "status", str(out), "--json"], capture_output=True, text=True)
     import socket
 
