@@ -82,7 +82,26 @@ class LayerConfig:
                 params += self.cin * self.cout
                 macs += self.cin * self.cout * hw_out
         return {"macs": float(macs), "depthwise_macs": float(depthwise), "params": float(params), "act_in": float(self.cin * hw_in),
-                "act_out": float(self.cout * hw_out)}
+                "act_out": float(self.cout * hw_out), "act_peak": float(self._live_peak(hw_in, hw_out))}
+
+    def _live_peak(self, hw_in: int, hw_out: int) -> int:
+        """The most activation elements alive at once inside the layer: each step holds its input
+        and output tensor, and the layer's input stays alive to the end where a shortcut adds it.
+        This, not the layer's input and output, sets what a runtime's memory planner must hold at
+        high resolution (an inverted residual's expanded tensors)."""
+        act_in, act_out = self.cin * hw_in, self.cout * hw_out
+        if self.kind == "stem":
+            chain = [act_in, act_out]
+        elif self.kind == "head":
+            chain = [act_in, self.cout * (1 if self.head_style == "efficient" else hw_in), self.classes]
+        else:
+            family, expansion = parse_op(self.op)
+            width = self.cout if family == "conv" else (self.cin if family == "sepconv" else mid_channels(self.cin, expansion))
+            inner = [] if family == "conv" else ([width * hw_out] if family == "sepconv" else [width * hw_in, width * hw_out])
+            gated = [width * hw_out] if self.se else []  # the SE gate writes a scaled copy
+            chain = [act_in, *inner, *gated, act_out] if family != "conv" else [act_in, act_out, *gated]
+        kept = self.kind == "layer" and (self.skip == "pool" or (self.skip == "identity" and self.stride == 1 and self.cin == self.cout))
+        return max(a + b + (act_in if kept and i > 0 else 0) for i, (a, b) in enumerate(zip(chain, chain[1:])))
 
 
 def arch_layers(arch: Architecture, resolution: int, num_classes: int = 1000) -> list[tuple[int, LayerConfig]]:

@@ -25,6 +25,7 @@ a layer outside the table (e.g. a preset off the space's grid).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sqlite3
@@ -61,8 +62,13 @@ def features(layer: LayerConfig) -> list[float]:
     ]
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _costs(layer: LayerConfig) -> dict[str, float]:
+    return layer.costs()  # a layer's figures, asked for by several feature sets per prediction
+
+
 def _sizes(layers: list[LayerConfig]) -> list[dict]:
-    return [layer.costs() for layer in layers]
+    return [_costs(layer) for layer in layers]
 
 
 # Whole-model corrections: named feature sets of a model (its layers' table figures and its
@@ -70,8 +76,9 @@ def _sizes(layers: list[LayerConfig]) -> list[dict]:
 # quantity by cross-validation, and the file names it. Latency: the layer sum alone misses the
 # runtime's fixed cost per layer measured alone, and the layout reorders a layer measured alone
 # pays at its boundaries (growing with its input and output sizes) that a layer inside a model
-# mostly does not. Memory: weights and the largest live activations, and how the runtime's
-# arena grows with the activations it has seen.
+# mostly does not. Memory: weights and the largest activations, either at layer boundaries or
+# alive at once inside a layer (an inverted residual's expanded tensors, which dominate at
+# high resolution), and how the runtime's arena grows with the activations it has seen.
 LATENCY_FEATURES = {
     "layer sum, layer count": lambda ms, layers: [sum(ms), float(len(ms))],
     "layer sum, layer count, boundary activations": lambda ms, layers: [
@@ -85,6 +92,11 @@ MEMORY_FEATURES = {
     "weights, largest activations, all activations, layer count": lambda ms, layers: [
         sum(c["params"] for c in _sizes(layers)), max(c["act_in"] + c["act_out"] for c in _sizes(layers)),
         sum(c["act_out"] for c in _sizes(layers)), float(len(layers))],
+    "weights, largest live activations, layer count": lambda ms, layers: [
+        sum(c["params"] for c in _sizes(layers)), max(c["act_peak"] for c in _sizes(layers)), float(len(layers))],
+    "weights, largest live and boundary activations, layer count": lambda ms, layers: [
+        sum(c["params"] for c in _sizes(layers)), max(c["act_peak"] for c in _sizes(layers)),
+        max(c["act_in"] + c["act_out"] for c in _sizes(layers)), float(len(layers))],
 }
 DEFAULT_LATENCY_FEATURES, DEFAULT_MEMORY_FEATURES = "layer sum, layer count", "weights, largest activations, layer count"
 

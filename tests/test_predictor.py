@@ -53,6 +53,26 @@ def test_layers_are_the_models_own_parts():
     assert len(every) == 3895  # the MnasNet space: 3,895 distinct layers at any resolution
 
 
+def test_live_activation_peak_counts_an_inverted_residuals_expanded_tensors():
+    """At 112 px an MBConv6's expanded tensors, not its input and output, set what the memory
+    planner must hold; the memory correction's 'live' features rest on this figure."""
+    from mnas.layers import LayerConfig
+
+    big, small = 112 * 112, 56 * 56
+    mb = LayerConfig("layer", 16, 24, 112, 2, "mbconv6", 3).costs()  # expanded 96 x 112^2, then 96 x 56^2 after the stride
+    assert mb["act_peak"] == 96 * (big + small) and mb["act_in"] + mb["act_out"] == 16 * big + 24 * small
+    # an identity shortcut keeps the input alive next to the expanded tensors; an SE gate adds a scaled copy
+    assert LayerConfig("layer", 24, 24, 56, 1, "mbconv6", 3, skip="identity").costs()["act_peak"] == (144 + 144 + 24) * small
+    assert LayerConfig("layer", 24, 24, 56, 1, "mbconv6", 3, 0.25, skip="identity").costs()["act_peak"] == (144 + 144 + 24) * small
+    assert LayerConfig("layer", 24, 24, 56, 2, "mbconv6", 3, 0.25, skip="identity").costs()["act_peak"] == 144 * (small + 28 * 28)
+    assert LayerConfig("layer", 16, 24, 56, 1, "conv", 3).costs()["act_peak"] == (16 + 24) * small
+    assert LayerConfig("layer", 16, 24, 56, 1, "sepconv", 3).costs()["act_peak"] == (16 + 24) * small
+    every = [layer for layer in space_layers(SearchSpace(), 224, 1000) if layer.kind == "layer"]
+    assert all(max(c["act_in"], c["act_out"]) < c["act_peak"] for c in map(LayerConfig.costs, every))
+    held = [layer.costs() for layer in every if layer.op == "conv" or layer.skip == "pool"]  # input and output alive together
+    assert len(held) > 1000 and all(c["act_peak"] >= c["act_in"] + c["act_out"] for c in held)
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("predictor")
