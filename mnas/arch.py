@@ -85,6 +85,11 @@ def make_divisible(value: float, divisor: int = 8) -> int:
     return new + divisor if new < 0.9 * value else new
 
 
+def has_shortcut(skip: str, in_chs: int, out_chs: int, stride: int) -> bool:
+    """Whether a layer adds a shortcut: always for ``pool``, for ``identity`` only where shapes match."""
+    return skip == "pool" or (skip == "identity" and stride == 1 and in_chs == out_chs)
+
+
 def mid_channels(in_chs: int, expansion: float) -> int:
     """Expanded width of an inverted residual: exact when whole, else rounded as timm."""
     value = in_chs * expansion

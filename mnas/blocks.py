@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mnas.arch import make_divisible, mid_channels
+from mnas.arch import has_shortcut, make_divisible, mid_channels
 
 BN_MOMENTUM = 0.01
 BN_EPS = 1e-3
@@ -71,11 +71,9 @@ class PoolShortcut(nn.Module):
 
 def shortcut(skip: str, in_chs: int, out_chs: int, stride: int) -> nn.Module | None:
     """The shortcut module for one layer, or None when the layer has no skip."""
-    if skip == "pool":
-        return PoolShortcut(in_chs, out_chs, stride)
-    if skip == "identity" and stride == 1 and in_chs == out_chs:
-        return nn.Identity()
-    return None
+    if not has_shortcut(skip, in_chs, out_chs, stride):
+        return None
+    return PoolShortcut(in_chs, out_chs, stride) if skip == "pool" else nn.Identity()
 
 
 class _Layer(nn.Module):

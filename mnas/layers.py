@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from itertools import product
 from typing import Literal
 
-from mnas.arch import Architecture, BlockSpec, make_divisible, mid_channels, parse_op
+from mnas.arch import Architecture, BlockSpec, has_shortcut, make_divisible, mid_channels, parse_op
 
 
 @dataclass(frozen=True, order=True)
@@ -96,11 +96,13 @@ class LayerConfig:
             chain = [act_in, self.cout * (1 if self.head_style == "efficient" else hw_in), self.classes]
         else:
             family, expansion = parse_op(self.op)
-            width = self.cout if family == "conv" else (self.cin if family == "sepconv" else mid_channels(self.cin, expansion))
-            inner = [] if family == "conv" else ([width * hw_out] if family == "sepconv" else [width * hw_in, width * hw_out])
-            gated = [width * hw_out] if self.se else []  # the SE gate writes a scaled copy
-            chain = [act_in, *inner, *gated, act_out] if family != "conv" else [act_in, act_out, *gated]
-        kept = self.kind == "layer" and (self.skip == "pool" or (self.skip == "identity" and self.stride == 1 and self.cin == self.cout))
+            if family == "conv":
+                chain = [act_in, act_out, *([act_out] if self.se else [])]  # the SE gate writes a scaled copy
+            else:
+                mid = self.cin if family == "sepconv" else mid_channels(self.cin, expansion)
+                expanded = [] if family == "sepconv" else [mid * hw_in]
+                chain = [act_in, *expanded, mid * hw_out, *([mid * hw_out] if self.se else []), act_out]
+        kept = self.kind == "layer" and has_shortcut(self.skip, self.cin, self.cout, self.stride)
         return max(a + b + (act_in if kept and i > 0 else 0) for i, (a, b) in enumerate(zip(chain, chain[1:])))
 
 
