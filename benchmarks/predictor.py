@@ -7,6 +7,10 @@ Builds a predictor (``search.predictor``; measurements cached in ``--cache``, so
 only fits), then measures ``--validate`` architectures sampled with seeds the build never
 drew (10,000 + i) on the same device and compares: share within +-10%, RMSE in %, Kendall
 tau, for latency and peak memory; plus the build cost and the prediction time.
+
+``--repeat N`` measures the first N of those architectures a second time, fresh (not from
+the cache), and gives the same figures for the second measurement against the first: the
+machine's own agreement with itself, which bounds what any predictor can score here.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,6 +43,7 @@ def main() -> None:
     parser.add_argument("--validate", type=int, default=200)
     parser.add_argument("--cache", default="runs/predictor-bench.sqlite")
     parser.add_argument("--out", default=None, help="predictor file (default runs/predictor-DEVICE-R.json)")
+    parser.add_argument("--repeat", type=int, default=0, help="re-measure this many validation models fresh (noise ceiling)")
     parser.add_argument("--json", dest="json_out", default=None)
     args = parser.parse_args()
     Path(args.cache).parent.mkdir(parents=True, exist_ok=True)
@@ -61,6 +67,7 @@ def main() -> None:
             measured_mem.append(m["memory_mb"])
             if i % 20 == 0:
                 print(f"  validation: {i}/{len(archs)} measured", file=sys.stderr, flush=True)
+        repeat_lat, repeat_mem = remeasure(source, archs[:args.repeat], args.resolution, args.num_classes)
     finally:
         cache.close()
         source.close()
@@ -83,9 +90,32 @@ def main() -> None:
     print("\n| quantity | within +-10% | RMSE % | Kendall tau |\n|---|---|---|---|")
     for name, f in (("latency", lat), ("peak memory", mem)):
         print(f"| {name} | {f['within_10pct']:.1%} | {f['rmse_pct']:.1f} | {f['kendall_tau']:.3f} |")
+    if args.repeat:
+        n = len(repeat_lat)
+        report["repeat"] = {"models": n, "latency": error_figures(np.array(repeat_lat), np.array(measured_lat[:n])),
+                            "memory": error_figures(np.array(repeat_mem), np.array(measured_mem[:n]))}
+        for name, key in (("latency", "latency"), ("peak memory", "memory")):
+            f = report["repeat"][key]
+            print(f"| {name}, measured again vs first ({n} models) | {f['within_10pct']:.1%} | {f['rmse_pct']:.1f} | {f['kendall_tau']:.3f} |")
     print(f"\nprediction: {per_arch_ms:.3f} ms per architecture (Python, one at a time)")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(report, indent=1))
+
+
+def remeasure(source, archs: list, resolution: int, num_classes: int) -> tuple[list[float], list[float]]:
+    """Each architecture exported and measured again on the source, bypassing the cache."""
+    from mnas.export import export_architecture
+
+    lat, mem = [], []
+    for i, arch in enumerate(archs, 1):
+        with tempfile.TemporaryDirectory(prefix="mnas-repeat-") as tmp:
+            path = export_architecture(arch, Path(tmp) / f"m.{source.model_format()}", source.model_format(), resolution, num_classes)
+            result = source.measure(path)
+        lat.append(result["latency_ms"])
+        mem.append(result["peak_memory_mb"])
+        if i % 20 == 0:
+            print(f"  repeat: {i}/{len(archs)} measured", file=sys.stderr, flush=True)
+    return lat, mem
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Executors run trials behind one interface (``Executor``): capacity, submit, poll, cancel, close.
 
-``local``: each trial is a fresh subprocess (``python -m search.trial``), so a crash, a
-CUDA OOM or a leak ends with its trial. Slots = GPUs x trials_per_gpu, each slot pinned to
+``local``: each trial is a fresh process, forked from a server that has imported torch
+once (``search.trial_process``), so a crash, a CUDA OOM or a leak ends with its trial. Slots = GPUs x trials_per_gpu, each slot pinned to
 its GPU with CUDA_VISIBLE_DEVICES; without a GPU, ``max_parallel`` CPU slots that split the
 cores between them.
 ``ray``: the same trial function as Ray tasks with ``num_gpus = 1 / trials_per_gpu`` on an
@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
 from search.spec import TrialResult, TrialSpec
+from search.trial_process import TrialProcess, start_trial
 
 
 def gpu_count() -> int:
@@ -102,9 +101,8 @@ class Executor(ABC):
 class _Process:
     spec: TrialSpec
     slot: int
-    proc: subprocess.Popen
+    proc: TrialProcess
     result_path: Path
-    log: object
     deadline: float
     forced: TrialResult | None = None  # set when the search ended it (timeout, cancel)
 
@@ -140,14 +138,11 @@ class LocalExecutor(Executor):
         (trial_dir / "spec.json").write_text(spec.to_json())
         result_path = trial_dir / "result.json"
         result_path.unlink(missing_ok=True)
-        log = open(trial_dir / "log.txt", "wb")
+        log_path = trial_dir / "log.txt"
+        log_path.write_bytes(b"")
         env = {**os.environ, **self.slots[slot]["env"], "PYTHONUNBUFFERED": "1", "MNAS_SEARCH_PID": str(os.getpid())}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "search.trial", str(trial_dir / "spec.json"), str(result_path)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-            cwd=str(Path(__file__).resolve().parents[1]), start_new_session=True,
-        )
-        self.procs[spec.trial_id] = _Process(spec, slot, proc, result_path, log, time.monotonic() + self.timeout_s)
+        proc = start_trial(trial_dir / "spec.json", result_path, env, log_path)
+        self.procs[spec.trial_id] = _Process(spec, slot, proc, result_path, time.monotonic() + self.timeout_s)
         return self.slots[slot]["name"]
 
     def poll(self, timeout: float = 0.5) -> list[Finished]:
@@ -188,7 +183,6 @@ class LocalExecutor(Executor):
         return True
 
     def _finish(self, p: _Process, result: TrialResult) -> Finished:
-        p.log.close()
         del self.procs[p.spec.trial_id]
         return Finished(p.spec.trial_id, self.slots[p.slot]["name"], result)
 
@@ -196,7 +190,6 @@ class LocalExecutor(Executor):
         for p in list(self.procs.values()):
             p.proc.kill()
             p.proc.wait()
-            p.log.close()
         self.procs.clear()
 
 

@@ -7,8 +7,9 @@ the stage-1 split and evaluate top-1 on the held-out 10%. Stage 2: train on all 
 data for the stage-2 epochs and evaluate on the test split.
 
 ``run_trial`` takes a ``TrialSpec`` and never raises: it returns a ``TrialResult``, succeeded
-or failed with an error kind. Run as ``python -m search.trial SPEC.json RESULT.json`` by
-the local executor, or as a Ray task.
+or failed with an error kind. The local executor forks it from a warm server
+(``search.trial_process``); ``python -m search.trial SPEC.json RESULT.json`` runs one by
+hand; Ray runs it as a task.
 """
 
 from __future__ import annotations
@@ -252,36 +253,52 @@ def _describe(exc: Exception) -> str:
 
 
 def exit_with_parent(parent: int) -> None:
-    """End this trial if the search that started it dies (e.g. SIGKILL), so no orphan keeps a GPU.
+    """End this trial when the search that started it dies (e.g. SIGKILL), so no orphan keeps a GPU.
 
-    On Linux the kernel does it (PR_SET_PDEATHSIG); elsewhere a thread watches the parent.
+    A thread waits on a pidfd of the search (Linux; elsewhere it polls the pid each second).
+    The search is not always this process's parent: a trial forked from the warm server
+    (``search.trial_process``) has the server as its parent, and the server lives as long as
+    its trials. Where the search is the parent, the kernel's PR_SET_PDEATHSIG also covers the
+    time before the thread starts.
     """
+    import select
     import signal
     import threading
 
-    try:
-        import ctypes
+    if parent == os.getppid():
+        try:
+            import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # the parent died before the request took effect
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    try:
+        pidfd = os.pidfd_open(parent)
+    except ProcessLookupError:  # the search died before this trial got here
         os._exit(3)
+    except (AttributeError, OSError):
+        pidfd = None
 
     def watch():
+        if pidfd is not None:
+            select.select([pidfd], [], [])  # readable once the search has ended
+            os._exit(3)
         while True:
             time.sleep(1.0)
-            if os.getppid() != parent:
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
                 os._exit(3)
+            except PermissionError:
+                pass
 
     threading.Thread(target=watch, daemon=True).start()
 
 
-def main() -> None:
-    spec_path, result_path = sys.argv[1], sys.argv[2]
-    parent = int(os.environ.get("MNAS_SEARCH_PID", os.getppid()))
-    exit_with_parent(parent)
+def main(argv: list[str] | None = None) -> None:
+    """``SPEC.json RESULT.json``; the trial ends with the search named by MNAS_SEARCH_PID (or its parent)."""
+    spec_path, result_path = argv or sys.argv[1:3]
+    exit_with_parent(int(os.environ.get("MNAS_SEARCH_PID", os.getppid())))
     write_atomic(result_path, run_trial(TrialSpec.from_json(Path(spec_path).read_text())).to_json())
 
 

@@ -194,15 +194,47 @@ def test_stage2_trains_the_top_k(finished_search):
     assert len(Store(out).trials(stage=2)) == 2
 
 
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
+
+
+def _name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid``, from /proc (the trials are the trial server's children)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [p for p, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
 def test_kill_9_and_resume(tmp_path):
     cfg_path = write_config(tmp_path / "tiny.yaml", tiny_config(tmp_path, max_trials=5))
     out = tmp_path / "exp"
     exe = Path(sys.executable).with_name("mnas")
     proc = subprocess.Popen([str(exe), "search", str(cfg_path), "--out", str(out), "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
     deadline = time.time() + 300
-    while counts(out).get("succeeded", 0) < 2:
+    while counts(out).get("succeeded", 0) < 2 or not any(_name(p).startswith("mnas-trial-") for p in descendants(proc.pid)):
         assert time.time() < deadline and proc.poll() is None
-        time.sleep(0.5)
+        time.sleep(0.2)
+    started = descendants(proc.pid)  # the trial server and its trials, named for ps (trials/ID)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     before = {t["id"]: t for t in Store(out).trials(status="succeeded")}
@@ -215,10 +247,10 @@ def test_kill_9_and_resume(tmp_path):
     run_cli("report", str(out))
     page = (out / "report" / "index.html").read_text()
     assert page.count("<img") == 5 and "data:image/png;base64," in page
-    # orphaned trial processes end with their search (PR_SET_PDEATHSIG), even mid-import
-    deadline = time.time() + 15
-    while subprocess.run(["pgrep", "-f", f"search.trial {out}"], capture_output=True, text=True).stdout.split():
-        assert time.time() < deadline, "trial processes outlived their killed search"
+    # the trial server and its trials end with their search (PR_SET_PDEATHSIG), even mid-import
+    deadline = time.time() + 5  # a trial takes longer than that to finish on its own
+    while alive := [pid for pid in started if Path(f"/proc/{pid}").exists() and "Z" not in _state(pid)]:
+        assert time.time() < deadline, f"processes {alive} outlived their killed search"
         time.sleep(0.2)
 
     run_cli("search", "--resume", str(out), "--no-progress", timeout=600)
