@@ -1,9 +1,9 @@
 """Executors run trials behind one interface (``Executor``): capacity, submit, poll, cancel, close.
 
 ``local``: each trial is a fresh process, forked from a server that has imported torch
-once (``search.trial_process``), so a crash, a CUDA OOM or a leak ends with its trial. Slots = GPUs x trials_per_gpu, each slot pinned to
-its GPU with CUDA_VISIBLE_DEVICES; without a GPU, ``max_parallel`` CPU slots that split the
-cores between them.
+once (``search.trial_process``), so a crash, a CUDA OOM or a leak ends with its trial.
+Slots = GPUs x trials_per_gpu, each slot pinned to its GPU with CUDA_VISIBLE_DEVICES;
+without a GPU, ``max_parallel`` CPU slots that split the cores between them.
 ``ray``: the same trial function as Ray tasks with ``num_gpus = 1 / trials_per_gpu`` on an
 existing cluster (``ray_address``) or a local Ray.
 

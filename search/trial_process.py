@@ -34,14 +34,10 @@ def _forkserver():
 
 
 class TrialProcess:
-    """A running trial: the part of ``subprocess.Popen`` the executor uses (pid, poll, kill, wait)."""
+    """A running trial: the part of ``subprocess.Popen`` the executor uses (poll, kill, wait)."""
 
     def __init__(self, process):
         self._process = process
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
 
     def poll(self) -> int | None:
         return self._process.exitcode

@@ -194,11 +194,16 @@ def test_stage2_trains_the_top_k(finished_search):
     assert len(Store(out).trials(stage=2)) == 2
 
 
-def _state(pid: int) -> str:
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name: [state, ppid, ...]; [] once it is gone."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return "Z"
+        return []
+
+
+def _alive(pid: int) -> bool:
+    return _stat(pid)[:1] not in ([], ["Z"])
 
 
 def _name(pid: int) -> str:
@@ -209,14 +214,8 @@ def _name(pid: int) -> str:
 
 
 def descendants(pid: int) -> list[int]:
-    """Every live process below ``pid``, from /proc (the trials are the trial server's children)."""
-    parents = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(stat.parent.name)] = int(fields[1])
+    """Every process below ``pid``, from /proc (the trials are the trial server's children)."""
+    parents = {int(d.name): int(f[1]) for d in Path("/proc").glob("[0-9]*") if len(f := _stat(int(d.name))) > 1}
     found, frontier = [], [pid]
     while frontier:
         children = [p for p, parent in parents.items() if parent in frontier]
@@ -237,6 +236,11 @@ def test_kill_9_and_resume(tmp_path):
     started = descendants(proc.pid)  # the trial server and its trials, named for ps (trials/ID)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    # the trial server and its trials end with their search (each trial waits on the search's pid), even mid-import
+    deadline = time.time() + 5  # a trial takes longer than that to finish on its own
+    while alive := [pid for pid in started if _alive(pid)]:
+        assert time.time() < deadline, f"processes {alive} outlived their killed search"
+        time.sleep(0.2)
     before = {t["id"]: t for t in Store(out).trials(status="succeeded")}
     assert len(before) >= 2
     # a killed search can be inspected: status and report read only the store
@@ -247,11 +251,6 @@ def test_kill_9_and_resume(tmp_path):
     run_cli("report", str(out))
     page = (out / "report" / "index.html").read_text()
     assert page.count("<img") == 5 and "data:image/png;base64," in page
-    # the trial server and its trials end with their search (PR_SET_PDEATHSIG), even mid-import
-    deadline = time.time() + 5  # a trial takes longer than that to finish on its own
-    while alive := [pid for pid in started if Path(f"/proc/{pid}").exists() and "Z" not in _state(pid)]:
-        assert time.time() < deadline, f"processes {alive} outlived their killed search"
-        time.sleep(0.2)
 
     run_cli("search", "--resume", str(out), "--no-progress", timeout=600)
     store = Store(out)
