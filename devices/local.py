@@ -38,6 +38,7 @@ def run_worker(profile: DeviceProfile, model_path: str | Path, input_shape: list
         "timed_runs": profile.timed_runs,
         "input_shape": input_shape,
         "cpus": cpus,
+        "reference": str(profile.reference.path) if profile.reference else None,
     }
     env = dict(os.environ, OMP_NUM_THREADS=str(profile.threads), PYTHONUNBUFFERED="1")
     # The worker must import devices.worker from this tree even when the caller's cwd differs.

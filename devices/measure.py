@@ -3,12 +3,16 @@
 A measurement is ``repeats`` fresh processes (each: load, ``warmup_runs`` runs, then
 ``timed_runs`` timed runs). Reported:
 
-* ``latency_ms``: the median of the per-process medians;
+* ``latency_ms``: the median of the per-process medians; with a ``reference`` in the
+  profile, each timed run is divided by the reference's run timed right after it in the
+  same process, and ``latency_ms`` is the median of those ratios times the reference's
+  calibrated latency (``reference`` in the result gives the raw median, the reference's
+  time now and the machine's speed against its calibration);
 * ``p10_ms`` / ``p90_ms``: over all timed runs pooled;
-* ``cv``: robust coefficient of variation of the pooled runs, 1.4826 x MAD / median, so a
-  few preempted runs do not hide a stable median. If it exceeds the profile's ``max_cv``
-  the whole measurement is taken again, up to ``max_remeasure`` times; the steadiest is
-  kept and ``stable`` says whether it met the limit;
+* ``cv``: robust coefficient of variation of the pooled runs (of the ratios, with a
+  reference), 1.4826 x MAD / median, so a few preempted runs do not hide a stable median.
+  If it exceeds the profile's ``max_cv`` the whole measurement is taken again, up to
+  ``max_remeasure`` times; the steadiest is kept and ``stable`` says whether it met the limit;
 * ``peak_memory_mb``: the largest peak RSS of a measuring process minus that process's
   RSS after importing the runtime (the model's own cost: weights, arena, buffers);
 * ``model_size_mb``: the file's size.
@@ -53,14 +57,20 @@ def measure_once(profile: DeviceProfile, model_path: Path, input_shape: list[int
     from devices.local import run_worker
 
     medians, pooled, peaks, runtime, shape = [], [], [], None, None
+    raw_medians, reference_times = [], []
     for _ in range(profile.repeats):
         result = run_worker(profile, model_path, input_shape)
-        medians.append(statistics.median(result["times_ms"]))
-        pooled.extend(result["times_ms"])
+        times = np.asarray(result["times_ms"])
+        raw_medians.append(float(np.median(times)))
+        if profile.reference is not None:  # each run as a multiple of the reference's run next to it
+            reference_times.extend(result["reference_times_ms"])
+            times = times / np.asarray(result["reference_times_ms"]) * profile.reference.latency_ms
+        medians.append(float(np.median(times)))
+        pooled.extend(times.tolist())
         peaks.append(max(0, result["peak_rss_kb"] - result["baseline_kb"]) / 1024)
         runtime, shape = result["runtime"], result["input_shape"]
-    return {
-        "latency_ms": statistics.median(medians),
+    figures = {
+        "latency_ms": statistics.median(medians) if profile.reference is None else float(np.median(pooled)),
         "p10_ms": float(np.percentile(pooled, 10)),
         "p90_ms": float(np.percentile(pooled, 90)),
         "cv": robust_cv(pooled),
@@ -69,6 +79,11 @@ def measure_once(profile: DeviceProfile, model_path: Path, input_shape: list[int
         "input_shape": shape,
         "runtime": runtime,
     }
+    if profile.reference is not None:
+        figures["reference"] = {"raw_latency_ms": statistics.median(raw_medians), "reference_ms": float(np.median(reference_times)),
+                                "calibrated_ms": profile.reference.latency_ms,
+                                "speed": profile.reference.latency_ms / float(np.median(reference_times))}
+    return figures
 
 
 def _measure_android(profile: DeviceProfile, model_path: Path, input_shape) -> dict:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from devices.errors import ProfileError
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
+REFERENCE_DIR = Path(__file__).resolve().parent / "references"
 
 
 class AdbSettings(BaseModel):
@@ -23,6 +24,26 @@ class AdbSettings(BaseModel):
     benchmark_binary: str = "/data/local/tmp/benchmark_model"
     remote_dir: str = "/data/local/tmp/mnas"
     use_xnnpack: bool = True
+
+
+class ReferenceSettings(BaseModel):
+    """A fixed model timed alternately with every candidate, in the same process.
+
+    A shared or virtual machine's speed drifts by tens of percent over minutes; the ratio of
+    two models timed run by run does not. With a reference, latency_ms = the median of the
+    candidate/reference ratios x ``latency_ms`` below (the reference's own latency on this
+    machine, from ``mnas-latency calibrate``), so figures taken minutes or hours apart agree.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(default="mnasnet-a1-64", description="an ONNX file, or the name of one in devices/references/")
+    latency_ms: float = Field(gt=0, description="the reference's latency on this machine, idle (mnas-latency calibrate)")
+
+    @property
+    def path(self) -> Path:
+        named = REFERENCE_DIR / f"{self.model}.onnx"
+        return named if named.is_file() else Path(self.model)
 
 
 class DeviceProfile(BaseModel):
@@ -47,6 +68,8 @@ class DeviceProfile(BaseModel):
     precisions: list[Literal["float32", "int8", "dynamic"]] = Field(
         default=["float32", "int8", "dynamic"], min_length=1,
         description="model precisions the device runs; a search whose latency.quantize is not listed is refused")
+    reference: ReferenceSettings | None = Field(
+        default=None, description="time a fixed model alternately with each candidate and report their ratio (drift-free)")
 
     @model_validator(mode="after")
     def _adb_needs_settings(self) -> "DeviceProfile":
@@ -54,14 +77,33 @@ class DeviceProfile(BaseModel):
             self.adb = AdbSettings()
         return self
 
+    @model_validator(mode="after")
+    def _reference_runs_here(self) -> "DeviceProfile":
+        if self.reference is None:
+            return self
+        if self.backend == "android-adb":
+            raise ValueError("a reference model is timed in the measuring process, which android-adb (benchmark_model) does not have")
+        if not self.reference.path.is_file():
+            raise ValueError(f"reference model {self.reference.model!r} is neither a file nor one of {sorted(p.stem for p in REFERENCE_DIR.glob('*.onnx'))}")
+        return self
+
     def settings_hash(self) -> str:
         """Hash of everything that changes a measurement (not the description or the precisions)."""
-        return _digest(self.model_dump(exclude={"description", "precisions", "pool"}))
+        return _digest(self._measuring_settings(exclude={"description", "precisions", "pool"}))
+
+    def _measuring_settings(self, exclude: set[str]) -> dict:
+        """The settings as hashed: a reference by its file's content, not its path (and
+        absent when there is none, so profiles without one keep their hashes)."""
+        data = self.model_dump(exclude=exclude | {"reference"})
+        if self.reference is not None:
+            content = hashlib.sha256(self.reference.path.read_bytes()).hexdigest()[:16]
+            data["reference"] = {"model_sha256": content, "latency_ms": self.reference.latency_ms}
+        return data
 
     def kind_hash(self) -> str:
         """Hash of what makes two devices measure alike: the settings without the name, the
         CPUs pinned to and the adb serial (which tell identical devices apart)."""
-        data = self.model_dump(exclude={"name", "description", "precisions", "pool", "cpus"})
+        data = self._measuring_settings(exclude={"name", "description", "precisions", "pool", "cpus"})
         if data.get("adb"):
             data["adb"].pop("serial", None)
         return _digest(data)
@@ -88,6 +130,11 @@ def load_profile(path: str | Path) -> DeviceProfile:
         raise ProfileError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ProfileError(f"{path}: a profile is a YAML mapping with at least 'name' and 'backend'")
+    reference = data.get("reference")
+    if isinstance(reference, dict) and isinstance(reference.get("model"), str):
+        beside = path.parent / reference["model"]  # a reference file named relative to its profile
+        if not (REFERENCE_DIR / f"{reference['model']}.onnx").is_file() and beside.is_file():
+            data["reference"] = {**reference, "model": str(beside.resolve())}
     try:
         return DeviceProfile.model_validate(data)
     except ValidationError as exc:

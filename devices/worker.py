@@ -178,14 +178,28 @@ def measure(request: dict) -> dict:
     model = model_cls(request["model"], request["threads"])
     shape = resolve_shape(model.input_shape(), request.get("input_shape"))
     model.prepare(shape)
+    reference, peak_kb = None, None
     try:
         for _ in range(request["warmup_runs"]):
             model.run()
-        times = []
+        if request.get("reference"):
+            # The candidate's peak memory is read before the reference is loaded, so it stays
+            # the candidate's own; then both are warmed again, since loading moved the caches.
+            model.run()
+            peak_kb = memory_kb("VmHWM")
+            reference = load_reference(request["reference"], request["threads"])
+            for _ in range(request["warmup_runs"]):
+                model.run()
+                reference.run()
+        times, reference_times = [], []
         for _ in range(request["timed_runs"]):
             start = time.perf_counter_ns()
             model.run()
             times.append((time.perf_counter_ns() - start) / 1e6)
+            if reference is not None:  # run by run, so both see the same machine speed
+                start = time.perf_counter_ns()
+                reference.run()
+                reference_times.append((time.perf_counter_ns() - start) / 1e6)
     except WorkerError:
         raise
     except Exception as exc:
@@ -193,12 +207,23 @@ def measure(request: dict) -> dict:
     return {
         "ok": True,
         "times_ms": times,
+        **({"reference_times_ms": reference_times} if reference is not None else {}),
         "baseline_kb": baseline_kb,
-        "peak_rss_kb": memory_kb("VmHWM"),
+        "peak_rss_kb": peak_kb if peak_kb is not None else memory_kb("VmHWM"),
         "input_shape": shape,
         "runtime": model.runtime,
         "load_and_run_s": time.perf_counter() - t0,
     }
+
+
+def load_reference(path: str, threads: int) -> OnnxRuntimeModel:
+    """The profile's reference model (always ONNX, run by onnxruntime), ready to run."""
+    try:
+        reference = OnnxRuntimeModel(path, threads)
+        reference.prepare(resolve_shape(reference.input_shape(), None))
+    except WorkerError as exc:
+        raise WorkerError("reference_failed", f"the profile's reference model {path} cannot run: {exc}") from None
+    return reference
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""``mnas-latency serve``: run the latency service for one or more device profiles."""
+"""``mnas-latency serve``: run the latency service for one or more device profiles;
+``mnas-latency calibrate``: the reference figure that makes a profile drift-free."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 @app.callback()
 def _root() -> None:
-    """Keep `serve` a subcommand even though it is the only one."""
+    """Keep `serve` and `calibrate` subcommands."""
 
 
 def _fail(message: str):
@@ -98,6 +99,42 @@ def serve(
         typer.echo(f"mnas-latency: device {p.name}{f' (pool {p.pool})' if p.pool else ''} ({p.backend}, {p.threads} thread(s))")
     typer.echo(f"mnas-latency: serving {len(profiles)} device(s) on http://{host}:{port}")
     uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+@app.command()
+def calibrate(
+    device: str = typer.Option(..., "--device", help="a device profile YAML or a name in devices/profiles; with or without a reference"),
+    reference: Optional[str] = typer.Option(None, help="the reference model: an ONNX file or a name in devices/references "
+                                                        "(default: the profile's, else mnasnet-a1-64)"),
+    rounds: int = typer.Option(10, min=3, max=200, help="measurements of the reference, one after another"),
+):
+    """Measure a profile's reference model alone, on an idle machine, and print the
+    ``reference:`` block that makes the profile drift-free (latency as a ratio to it)."""
+    import statistics
+
+    from devices.errors import MeasurementError
+    from devices.measure import measure_file
+    from devices.profile import ReferenceSettings
+
+    (profile,) = load_profiles([device])
+    if profile.backend == "android-adb":
+        _fail(f"{profile.name} measures on a phone through benchmark_model, which cannot time a reference in the same process")
+    chosen = ReferenceSettings(model=reference or (profile.reference.model if profile.reference else "mnasnet-a1-64"), latency_ms=1.0)
+    if not chosen.path.is_file():
+        _fail(f"reference model not found: {reference}")
+    alone = profile.model_copy(update={"reference": None, "backend": "onnxruntime"})  # the reference always runs on onnxruntime
+    values = []
+    try:
+        for i in range(rounds):
+            values.append(measure_file(alone, chosen.path)["latency_ms"])
+            typer.echo(f"  {i + 1}/{rounds}: {values[-1]:.4f} ms", err=True)
+    except MeasurementError as exc:
+        _fail(f"measuring the reference failed ({exc.kind}): {exc}")
+    median = statistics.median(values)
+    typer.echo(f"{chosen.model} on {profile.name}: median {median:.4f} ms over {rounds} measurements "
+               f"(min {min(values):.4f}, max {max(values):.4f}; spread {max(values) / min(values) - 1:.1%})")
+    typer.echo("put this in the profile (a machine that drifted during calibration shifts every figure by the same factor):")
+    typer.echo(f"reference:\n  model: {chosen.model}\n  latency_ms: {median:.4f}")
 
 
 if __name__ == "__main__":  # pragma: no cover

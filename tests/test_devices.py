@@ -25,6 +25,9 @@ def test_shipped_profiles_load():
     assert len({ort.settings_hash(), lite.settings_hash(), phone.settings_hash()}) == 3
     assert ort.settings_hash() == ort.model_copy(update={"description": "other words"}).settings_hash()
     assert ort.settings_hash() != ort.model_copy(update={"threads": 2}).settings_hash()
+    steady = load_profile("x86-ort-1t-steady")  # x86-ort-1t plus a shipped reference model
+    assert steady.reference.path.is_file() and steady.model_dump(exclude={"name", "description", "reference"}) == \
+        ort.model_dump(exclude={"name", "description", "reference"})
 
 
 def test_bad_profiles_name_the_field(tmp_path):
@@ -97,6 +100,46 @@ def test_pinning_to_missing_cpus_is_clear(tmp_path, a1_files):
         measure_file(profile, a1_files["onnx"])
 
 
+
+# ----- a reference model timed next to each candidate (drift-free profiles)
+def test_reference_profile_reports_the_ratio_times_the_calibration(tmp_path, a1_files):
+    plain = load_profile(write_profile(tmp_path / "p.yaml"))
+    steady = DeviceProfile.model_validate({**plain.model_dump(), "reference": {"model": "mnasnet-a1-64", "latency_ms": 2.0}})
+    reference_file = steady.reference.path
+    # the reference against itself: each run divided by the next run of the same graph
+    itself = measure_file(steady, reference_file)
+    assert itself["latency_ms"] == pytest.approx(2.0, rel=0.2)
+    assert itself["reference"]["calibrated_ms"] == 2.0 and itself["reference"]["reference_ms"] > 0
+    assert itself["reference"]["speed"] == pytest.approx(2.0 / itself["reference"]["reference_ms"])
+    # a candidate: its ratio to the reference, in the calibration's milliseconds
+    steady_a1, plain_a1 = measure_file(steady, a1_files["onnx"]), measure_file(plain, a1_files["onnx"])
+    ratio = steady_a1["latency_ms"] / 2.0
+    raw_ratio = steady_a1["reference"]["raw_latency_ms"] / steady_a1["reference"]["reference_ms"]
+    assert ratio == pytest.approx(raw_ratio, rel=0.25)
+    # peak memory stays the candidate's own (read before the reference is loaded: it would add ~20 MB)
+    assert steady_a1["peak_memory_mb"] == pytest.approx(plain_a1["peak_memory_mb"], abs=1.0)
+
+
+def test_reference_settings_are_checked_and_hashed_by_content(tmp_path):
+    base = load_profile(write_profile(tmp_path / "p.yaml")).model_dump()
+    named = DeviceProfile.model_validate({**base, "reference": {"model": "mnasnet-a1-64", "latency_ms": 1.0}})
+    copy = tmp_path / "sub" / "ref.onnx"
+    copy.parent.mkdir()
+    copy.write_bytes(named.reference.path.read_bytes())
+    (tmp_path / "sub" / "beside.yaml").write_text(
+        (tmp_path / "p.yaml").read_text() + "reference:\n  model: ref.onnx\n  latency_ms: 1.0\n")
+    beside = load_profile(tmp_path / "sub" / "beside.yaml")  # a file named relative to its profile
+    assert beside.reference.path == copy.resolve()
+    assert beside.settings_hash() == named.settings_hash()  # same file, other path: same measurements
+    assert named.settings_hash() != DeviceProfile.model_validate({**base, "reference": {"latency_ms": 1.5}}).settings_hash()
+    assert named.settings_hash() != DeviceProfile.model_validate(base).settings_hash()
+    (tmp_path / "bad.yaml").write_text((tmp_path / "p.yaml").read_text() + "reference:\n  model: nowhere.onnx\n  latency_ms: 1\n")
+    with pytest.raises(ProfileError, match="reference.*nowhere.onnx.*mnasnet-a1-64"):
+        load_profile(tmp_path / "bad.yaml")
+    (tmp_path / "phone.yaml").write_text("name: ph\nbackend: android-adb\nreference:\n  latency_ms: 1\n")
+    with pytest.raises(ProfileError, match="android-adb"):
+        load_profile(tmp_path / "phone.yaml")
+
 # ----- Android over adb: the fixtures follow benchmark_model's published output format
 def test_adb_benchmark_command():
     profile = load_profile("android-pixel-tflite").model_copy(update={"cpus": [4, 5], "threads": 2})
@@ -147,3 +190,21 @@ def test_missing_adb_or_phone_is_one_clear_error(tmp_path):
     with pytest.raises(MeasurementError, match="not reachable"):
         measure_file(no_phone, model)
     assert os.path.exists(fake)
+
+
+def test_calibrate_prints_a_reference_block_that_loads(tmp_path):
+    from typer.testing import CliRunner
+
+    from latency_service.cli import app
+
+    profile = write_profile(tmp_path / "p.yaml")
+    result = CliRunner().invoke(app, ["calibrate", "--device", str(profile), "--rounds", "3"])
+    assert result.exit_code == 0, result.output
+    block = result.output[result.output.index("reference:"):]
+    (tmp_path / "steady.yaml").write_text(profile.read_text() + block)
+    steady = load_profile(tmp_path / "steady.yaml")
+    assert steady.reference.model == "mnasnet-a1-64" and 0.05 < steady.reference.latency_ms < 100
+    # measuring the reference on the calibrated profile gives back its calibration
+    assert measure_file(steady, steady.reference.path)["latency_ms"] == pytest.approx(steady.reference.latency_ms, rel=0.3)
+    bad = CliRunner().invoke(app, ["calibrate", "--device", str(profile), "--reference", str(tmp_path / "none.onnx")])
+    assert bad.exit_code == 2 and "reference model not found" in bad.output

@@ -29,6 +29,10 @@ def test_latency_extra_installs_without_torch_and_serves(tmp_path):
     probe = subprocess.run([str(py), "-c", "import importlib.util as u; print(u.find_spec('torch') is None, u.find_spec('onnxruntime') is not None)"],
                            capture_output=True, text=True)
     assert probe.stdout.split() == ["True", "True"]  # the service image carries no PyTorch
+    shipped = subprocess.run([str(py), "-c", "from devices.profile import load_profile; "
+                              "print(load_profile('x86-ort-1t-steady').reference.path.stat().st_size)"],
+                             capture_output=True, text=True, cwd=tmp_path)
+    assert shipped.returncode == 0 and int(shipped.stdout) > 10_000, shipped.stderr  # the reference model is in the package
 
     model = export_architecture(PRESETS["mobilenet-v2"], tmp_path / "mbv2.onnx", "onnx", resolution=32, num_classes=10)
     svc = Service(write_profile(tmp_path / "p.yaml"), tmp_path / "cache.sqlite", token="t0ken", exe=env_dir / "bin" / "mnas-latency")
