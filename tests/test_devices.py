@@ -118,6 +118,12 @@ def test_reference_profile_reports_the_ratio_times_the_calibration(tmp_path, a1_
     assert ratio == pytest.approx(raw_ratio, rel=0.25)
     # peak memory stays the candidate's own (read before the reference is loaded: it would add ~20 MB)
     assert steady_a1["peak_memory_mb"] == pytest.approx(plain_a1["peak_memory_mb"], abs=1.0)
+    # under LiteRT the reference still runs on onnxruntime, in the same process
+    lite = load_profile(write_profile(tmp_path / "l.yaml", backend="litert"))
+    lite = DeviceProfile.model_validate({**lite.model_dump(), "reference": {"latency_ms": 2.0}})
+    lite_a1 = measure_file(lite, a1_files["tflite"])
+    assert lite_a1["runtime"]["name"] == "ai-edge-litert" and lite_a1["reference"]["reference_ms"] > 0
+    assert lite_a1["latency_ms"] / 2.0 == pytest.approx(lite_a1["reference"]["raw_latency_ms"] / lite_a1["reference"]["reference_ms"], rel=0.25)
 
 
 def test_reference_settings_are_checked_and_hashed_by_content(tmp_path):
