@@ -25,9 +25,10 @@ def test_shipped_profiles_load():
     assert len({ort.settings_hash(), lite.settings_hash(), phone.settings_hash()}) == 3
     assert ort.settings_hash() == ort.model_copy(update={"description": "other words"}).settings_hash()
     assert ort.settings_hash() != ort.model_copy(update={"threads": 2}).settings_hash()
-    steady = load_profile("x86-ort-1t-steady")  # x86-ort-1t plus a shipped reference model
-    assert steady.reference.path.is_file() and steady.model_dump(exclude={"name", "description", "reference"}) == \
-        ort.model_dump(exclude={"name", "description", "reference"})
+    for name in ("x86-ort-1t-steady", "x86-ort-1t-steady-224"):  # x86-ort-1t plus a shipped reference model
+        steady = load_profile(name)
+        assert steady.reference.path.is_file() and steady.model_dump(exclude={"name", "description", "reference"}) == \
+            ort.model_dump(exclude={"name", "description", "reference"})
 
 
 def test_bad_profiles_name_the_field(tmp_path):
