@@ -80,9 +80,9 @@ def measure_once(profile: DeviceProfile, model_path: Path, input_shape: list[int
         "runtime": runtime,
     }
     if profile.reference is not None:
-        figures["reference"] = {"raw_latency_ms": statistics.median(raw_medians), "reference_ms": float(np.median(reference_times)),
-                                "calibrated_ms": profile.reference.latency_ms,
-                                "speed": profile.reference.latency_ms / float(np.median(reference_times))}
+        reference_ms = float(np.median(reference_times))
+        figures["reference"] = {"raw_latency_ms": statistics.median(raw_medians), "reference_ms": reference_ms,
+                                "calibrated_ms": profile.reference.latency_ms, "speed": profile.reference.latency_ms / reference_ms}
     return figures
 
 

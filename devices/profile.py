@@ -26,6 +26,17 @@ class AdbSettings(BaseModel):
     use_xnnpack: bool = True
 
 
+def shipped_reference(model: str) -> Path | None:
+    """devices/references/MODEL.onnx when MODEL names a shipped reference, else None."""
+    named = REFERENCE_DIR / f"{model}.onnx"
+    return named if named.is_file() else None
+
+
+def reference_file(model: str) -> Path:
+    """A reference model by shipped name or as a path: the one rule profiles and calibrate use."""
+    return shipped_reference(model) or Path(model)
+
+
 class ReferenceSettings(BaseModel):
     """A fixed model timed alternately with every candidate, in the same process.
 
@@ -42,8 +53,7 @@ class ReferenceSettings(BaseModel):
 
     @property
     def path(self) -> Path:
-        named = REFERENCE_DIR / f"{self.model}.onnx"
-        return named if named.is_file() else Path(self.model)
+        return reference_file(self.model)
 
 
 class DeviceProfile(BaseModel):
@@ -133,7 +143,7 @@ def load_profile(path: str | Path) -> DeviceProfile:
     reference = data.get("reference")
     if isinstance(reference, dict) and isinstance(reference.get("model"), str):
         beside = path.parent / reference["model"]  # a reference file named relative to its profile
-        if not (REFERENCE_DIR / f"{reference['model']}.onnx").is_file() and beside.is_file():
+        if shipped_reference(reference["model"]) is None and beside.is_file():
             data["reference"] = {**reference, "model": str(beside.resolve())}
     try:
         return DeviceProfile.model_validate(data)

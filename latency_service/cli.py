@@ -114,27 +114,28 @@ def calibrate(
 
     from devices.errors import MeasurementError
     from devices.measure import measure_file
-    from devices.profile import ReferenceSettings
+    from devices.profile import reference_file
 
     (profile,) = load_profiles([device])
     if profile.backend == "android-adb":
         _fail(f"{profile.name} measures on a phone through benchmark_model, which cannot time a reference in the same process")
-    chosen = ReferenceSettings(model=reference or (profile.reference.model if profile.reference else "mnasnet-a1-64"), latency_ms=1.0)
-    if not chosen.path.is_file():
-        _fail(f"reference model not found: {reference}")
+    model = reference or (profile.reference.model if profile.reference else "mnasnet-a1-64")
+    path = reference_file(model)
+    if not path.is_file():
+        _fail(f"reference model not found: {model}")
     alone = profile.model_copy(update={"reference": None, "backend": "onnxruntime"})  # the reference always runs on onnxruntime
     values = []
     try:
         for i in range(rounds):
-            values.append(measure_file(alone, chosen.path)["latency_ms"])
+            values.append(measure_file(alone, path)["latency_ms"])
             typer.echo(f"  {i + 1}/{rounds}: {values[-1]:.4f} ms", err=True)
     except MeasurementError as exc:
         _fail(f"measuring the reference failed ({exc.kind}): {exc}")
     median = statistics.median(values)
-    typer.echo(f"{chosen.model} on {profile.name}: median {median:.4f} ms over {rounds} measurements "
+    typer.echo(f"{model} on {profile.name}: median {median:.4f} ms over {rounds} measurements "
                f"(min {min(values):.4f}, max {max(values):.4f}; spread {max(values) / min(values) - 1:.1%})")
     typer.echo("put this in the profile (a machine that drifted during calibration shifts every figure by the same factor):")
-    typer.echo(f"reference:\n  model: {chosen.model}\n  latency_ms: {median:.4f}")
+    typer.echo(f"reference:\n  model: {model}\n  latency_ms: {median:.4f}")
 
 
 if __name__ == "__main__":  # pragma: no cover

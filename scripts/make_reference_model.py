@@ -20,6 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
@@ -40,7 +41,7 @@ def zero_weights(model: onnx.ModelProto) -> onnx.ModelProto:
         if init.data_type != TensorProto.FLOAT:
             continue
         shape_name = f"{init.name}__shape"
-        dims = numpy_helper.from_array(__import__("numpy").array(list(init.dims), dtype="int64"), shape_name)
+        dims = numpy_helper.from_array(np.array(list(init.dims), dtype=np.int64), shape_name)
         graph.initializer.append(dims)
         zero = helper.make_tensor("value", TensorProto.FLOAT, [1], [0.0])
         nodes.append(helper.make_node("ConstantOfShape", [shape_name], [init.name], value=zero))
@@ -62,6 +63,7 @@ def main() -> None:
             model = zero_weights(onnx.load(str(path)))
         onnx.save(model, str(out))
         print(f"wrote {out} ({out.stat().st_size / 1e3:.1f} KB)")
+
 
 if __name__ == "__main__":
     main()

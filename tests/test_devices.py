@@ -101,7 +101,6 @@ def test_pinning_to_missing_cpus_is_clear(tmp_path, a1_files):
         measure_file(profile, a1_files["onnx"])
 
 
-
 # ----- a reference model timed next to each candidate (drift-free profiles)
 def test_reference_profile_reports_the_ratio_times_the_calibration(tmp_path, a1_files):
     plain = load_profile(write_profile(tmp_path / "p.yaml"))
@@ -146,6 +145,7 @@ def test_reference_settings_are_checked_and_hashed_by_content(tmp_path):
     (tmp_path / "phone.yaml").write_text("name: ph\nbackend: android-adb\nreference:\n  latency_ms: 1\n")
     with pytest.raises(ProfileError, match="android-adb"):
         load_profile(tmp_path / "phone.yaml")
+
 
 # ----- Android over adb: the fixtures follow benchmark_model's published output format
 def test_adb_benchmark_command():
