@@ -24,8 +24,9 @@ def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def conv_linear_macs(model: torch.nn.Module, resolution: int = 224) -> int:
-    """Multiply-adds of the convolutions and linear layers for one image at ``resolution``."""
+def conv_linear_macs(model: torch.nn.Module, resolution: int = 224, channels: int = 3) -> int:
+    """Multiply-adds of the convolutions and linear layers for one image at ``resolution``
+    (``channels`` wide: a network takes 3, a layer alone its input width)."""
     total = 0
 
     def conv(m, _inp, out):
@@ -40,7 +41,7 @@ def conv_linear_macs(model: torch.nn.Module, resolution: int = 224) -> int:
              for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     try:
         with torch.no_grad():
-            model.eval()(torch.zeros(1, 3, resolution, resolution, device=next(model.parameters()).device))
+            model.eval()(torch.zeros(1, channels, resolution, resolution, device=next(model.parameters()).device))
     finally:
         for h in hooks:
             h.remove()

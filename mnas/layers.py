@@ -50,39 +50,51 @@ class LayerConfig:
                          act=self.act)
 
     def costs(self) -> dict[str, float]:
-        """Multiply-adds (all, and the depthwise share, which is memory-bound and slower per
-        multiply-add), weights and activation sizes (elements), computed from the config."""
+        """What the layer computes, from the config: multiply-adds split by the kind of kernel
+        that runs them (full kxk convolutions, 1x1 pointwise ones, depthwise ones, which are
+        memory-bound and slower per multiply-add, and dense ones: the classifier and SE), their
+        total, weights and activation sizes (elements), and the operators a runtime executes
+        (convolutions with their batch norm folded in, activations, SE steps, shortcut adds)."""
         hw_in, hw_out = self.size * self.size, self.out_size * self.out_size
         k2 = self.kernel * self.kernel
-        depthwise = 0
+        act_ops = 2 if self.act == "swish" else 1  # x * sigmoid(x); the others export as one operator
+        full = pointwise = depthwise = dense = 0
         if self.kind == "stem":
-            macs = hw_out * self.cout * 3 * k2
-            params = self.cout * 3 * k2
+            full, params, ops = hw_out * self.cout * 3 * k2, self.cout * 3 * k2, 1 + act_ops
         elif self.kind == "head":
-            conv_area = 1 if self.head_style == "efficient" else hw_in  # the efficient head pools first
-            macs = conv_area * self.cin * self.cout + self.cout * self.classes
+            conv_area = 1 if self.head_style == "efficient" else hw_in  # the efficient head pools first (and flattens)
+            pointwise, dense = conv_area * self.cin * self.cout, self.cout * self.classes
             params = self.cin * self.cout + self.cout * self.classes
+            ops = 3 + act_ops + (self.head_style == "efficient")
         else:
             family, expansion = parse_op(self.op)
             mid = mid_channels(self.cin, expansion) if family == "mbconv" else self.cin
             if family == "conv":
-                params = self.cin * self.cout * k2
+                params, ops = self.cin * self.cout * k2, 1 + act_ops
+                full = params * hw_out
             elif family == "sepconv":
-                params = self.cin * k2 + self.cin * self.cout
+                params, ops = self.cin * k2 + self.cin * self.cout, 2 + act_ops
+                depthwise, pointwise = self.cin * k2 * hw_out, self.cin * self.cout * hw_out
             else:
-                params = self.cin * mid + mid * k2 + mid * self.cout
-            macs = params * hw_out + (self.cin * mid * (hw_in - hw_out) if family == "mbconv" else 0)
-            depthwise = 0 if family == "conv" else mid * k2 * hw_out
+                params, ops = self.cin * mid + mid * k2 + mid * self.cout, 3 + 2 * act_ops
+                depthwise, pointwise = mid * k2 * hw_out, self.cin * mid * hw_in + mid * self.cout * hw_out
             if self.se:
                 width = self.cout if family == "conv" else mid
                 reduced = make_divisible(width * self.se) if self.se_style == "expanded" else max(1, int(self.cin * self.se))
                 params += 2 * width * reduced
-                macs += 2 * width * reduced
-            if self.skip == "pool" and self.cin != self.cout:
-                params += self.cin * self.cout
-                macs += self.cin * self.cout * hw_out
-        return {"macs": float(macs), "depthwise_macs": float(depthwise), "params": float(params), "act_in": float(self.cin * hw_in),
-                "act_out": float(self.cout * hw_out), "act_peak": float(self._live_peak(hw_in, hw_out))}
+                dense += 2 * width * reduced
+                ops += 5 + (1 if self.se_style == "expanded" else act_ops)  # mean, reduce, act (relu: timm's), expand, gate, scale
+            if self.skip == "pool":
+                ops += 2  # average pool, add
+                if self.cin != self.cout:
+                    params += self.cin * self.cout
+                    pointwise += self.cin * self.cout * hw_out
+                    ops += 1
+            elif has_shortcut(self.skip, self.cin, self.cout, self.stride):
+                ops += 1
+        return {"macs": float(full + pointwise + depthwise + dense), "conv_macs": float(full), "pointwise_macs": float(pointwise),
+                "depthwise_macs": float(depthwise), "dense_macs": float(dense), "params": float(params), "ops": float(ops),
+                "act_in": float(self.cin * hw_in), "act_out": float(self.cout * hw_out), "act_peak": float(self._live_peak(hw_in, hw_out))}
 
     def _live_peak(self, hw_in: int, hw_out: int) -> int:
         """The most activation elements alive at once inside the layer: each step holds its input

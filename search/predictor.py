@@ -6,9 +6,12 @@ Building (``build_predictor``, ``mnas predictor build``), per input resolution:
    a stratified sample of them (all stems and heads, then round-robin over groups of
    input size x op x kernel x stride) is exported alone as a tiny model and measured
    through the same protocol as the service (in-process profile or a service URL);
-2. a regression on layer features (chosen by cross-validation on those measurements among
-   a log-linear model, a random forest and gradient-boosted trees) fills in the layers not
-   measured, so the file holds a complete table: layer key -> milliseconds;
+2. a layer model fills in the layers not measured, so the file holds a complete table: layer
+   key -> milliseconds. It prices each layer's cost terms (multiply-adds by kernel kind,
+   activation traffic, operators, a fixed cost per kind) at the device's own rates, fitted by
+   non-negative least squares, and corrects that estimate with a regression on layer features
+   (random forest, extra trees, gradient-boosted trees or none, chosen by cross-validation);
+   the rates alone carry over to corners of the space no tree has seen;
 3. whole models sampled from the space are measured; a linear correction maps the layer
    figures to the model's latency (each layer measured alone carries the runtime's fixed
    cost of one inference and its own layout reorders, and fusion and cache effects make
@@ -19,8 +22,8 @@ Building (``build_predictor``, ``mnas predictor build``), per input resolution:
 
 Every measurement is cached in SQLite (``--cache``), so an interrupted build resumes.
 Predicting needs only the JSON file: ``Predictor.load(path).predict(arch)`` sums table
-entries (about 0.1 ms per architecture), and falls back to a stored log-linear model for
-a layer outside the table (e.g. a preset off the space's grid).
+entries (about 0.1 ms per architecture), and prices a layer outside the table (e.g. a preset
+off the space's grid) at the stored cost rates.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from mnas.arch import OPS, SKIPS, Architecture
 from mnas.errors import MnasError
 from mnas.layers import LayerConfig, arch_layers, space_layers
 
-FORMAT, VERSION = "mnas-latency-predictor", 1
+FORMAT, VERSION = "mnas-latency-predictor", 2
 
 
 _LOADED: dict = {}  # (path, mtime) -> Predictor: the last one loaded
@@ -51,15 +54,29 @@ class PredictorError(MnasError):
 
 
 def features(layer: LayerConfig) -> list[float]:
-    """Numeric description of a layer for the regressions (sizes in log scale, one-hot kinds)."""
-    c = layer.costs()
+    """Numeric description of a layer for the residual regressions (sizes in log scale, one-hot kinds)."""
+    c = _costs(layer)
+    dense_work = c["macs"] - c["depthwise_macs"]
     return [
-        math.log1p(c["macs"] - c["depthwise_macs"]), math.log1p(c["depthwise_macs"]), math.log1p(c["params"]),
+        math.log1p(dense_work), math.log1p(c["depthwise_macs"]), math.log1p(c["params"]),
         math.log1p(c["act_in"]), math.log1p(c["act_out"]),
         math.log(layer.cin), math.log(layer.cout), math.log(layer.size), float(layer.stride), float(layer.kernel), float(layer.se > 0),
         float(layer.kind == "stem"), float(layer.kind == "head"),
         *(float(layer.kind == "layer" and layer.op == op) for op in OPS), *(float(layer.skip == s) for s in SKIPS),
+        math.log1p(c["act_peak"]), math.log1p(c["macs"]), math.log1p(dense_work / (c["act_in"] + c["act_out"])),
     ]
+
+
+# What a layer's time is made of, to first order: multiply-adds of each kernel kind, the elements
+# it reads, writes and holds, the operators it runs, and a fixed cost per kind of layer; each
+# term is paid at the device's own rate, which the build fits (non-negative least squares).
+COST_TERMS = ("conv_macs", "pointwise_macs", "depthwise_macs", "dense_macs", "act_in", "act_out", "act_peak", "ops")
+LAYER_KINDS = ("stem", "head", "layer")
+
+
+def cost_terms(layer: LayerConfig) -> list[float]:
+    c = _costs(layer)
+    return [c[t] for t in COST_TERMS] + [float(layer.kind == k) for k in LAYER_KINDS]
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -185,26 +202,69 @@ def sample_layers(layers: list[LayerConfig], budget: int, seed: int) -> list[Lay
     return chosen
 
 
-def fit_layer_model(layers: list[LayerConfig], latency_ms: list[float], seed: int = 0) -> tuple[object, dict]:
-    """The regressor with the lowest cross-validated error (in % of latency), refitted on all."""
-    from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
-    from sklearn.linear_model import Ridge
-    from sklearn.model_selection import KFold, cross_val_predict
+def fit_cost_rates(layers: list[LayerConfig], latency_ms: np.ndarray) -> list[float]:
+    """The device's rate for each cost term (ms per unit, all >= 0), fitted to relative error so
+    that small layers count as much as large ones."""
+    from scipy.optimize import nnls
 
-    x = np.array([features(layer) for layer in layers])
-    y = np.log(np.array(latency_ms))
+    terms = np.array([cost_terms(layer) for layer in layers])
+    scale = np.where(terms.max(axis=0) > 0, terms.max(axis=0), 1.0)
+    rates, _ = nnls(terms / scale / latency_ms[:, None], np.ones(len(latency_ms)))
+    return [float(r) for r in rates / scale]
+
+
+def cost_estimate(rates: list[float], layers: list[LayerConfig]) -> np.ndarray:
+    return np.maximum(np.array([cost_terms(layer) for layer in layers]) @ np.array(rates), 1e-6)
+
+
+class LayerModel:
+    """A layer's latency: the cost terms at the device's fitted rates, times a learned correction
+    (a regression of log(measured / estimate) on the layer's features, or none). The rates alone
+    extrapolate soundly across the space's product of choices; the correction learns what they
+    miss (kernel efficiency by shape, cache effects)."""
+
+    def __init__(self, residual=None):
+        self.residual, self.rates = residual, None
+
+    def fit(self, layers: list[LayerConfig], latency_ms: np.ndarray) -> "LayerModel":
+        self.rates = fit_cost_rates(layers, latency_ms)
+        if self.residual is not None:
+            x = np.array([features(layer) for layer in layers])
+            self.residual.fit(x, np.log(latency_ms / cost_estimate(self.rates, layers)))
+        return self
+
+    def predict(self, layers: list[LayerConfig]) -> np.ndarray:
+        estimate = cost_estimate(self.rates, layers)
+        if self.residual is None:
+            return estimate
+        return estimate * np.exp(self.residual.predict(np.array([features(layer) for layer in layers])))
+
+
+def fit_layer_model(layers: list[LayerConfig], latency_ms: list[float], seed: int = 0) -> tuple[LayerModel, dict]:
+    """The layer model with the lowest cross-validated error, refitted on all. The error that
+    decides is the absolute error summed over layers, in % of their summed time: a model's
+    latency is a sum of layers, so a slow layer's error matters more than a fast one's."""
+    from sklearn.ensemble import ExtraTreesRegressor, HistGradientBoostingRegressor, RandomForestRegressor
+    from sklearn.model_selection import KFold
+
+    y = np.array(latency_ms, dtype=float)
     candidates = {
-        "log-linear (ridge)": Ridge(alpha=1e-3),
-        "random forest": RandomForestRegressor(n_estimators=200, min_samples_leaf=1, random_state=seed, n_jobs=1),
-        "gradient-boosted trees": HistGradientBoostingRegressor(max_iter=400, learning_rate=0.05, random_state=seed),
+        "cost terms": lambda: LayerModel(),
+        "cost terms x random forest": lambda: LayerModel(RandomForestRegressor(n_estimators=200, random_state=seed, n_jobs=1)),
+        "cost terms x extra trees": lambda: LayerModel(ExtraTreesRegressor(n_estimators=300, min_samples_leaf=2, random_state=seed, n_jobs=1)),
+        "cost terms x gradient-boosted trees": lambda: LayerModel(
+            HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, min_samples_leaf=5, random_state=seed)),
     }
     folds = KFold(n_splits=min(5, len(y)), shuffle=True, random_state=seed)
-    scores = {}
-    for name, model in candidates.items():
-        pred = cross_val_predict(model, x, y, cv=folds)
-        scores[name] = float(np.mean(np.abs(np.exp(pred - y) - 1)) * 100)
-    best = min(scores, key=scores.get)
-    return candidates[best].fit(x, y), {"chosen": best, "cv_mean_abs_error_pct": scores}
+    summed, mean = {}, {}
+    for name, make in candidates.items():
+        pred = np.zeros(len(y))
+        for train, test in folds.split(layers):
+            pred[test] = make().fit([layers[i] for i in train], y[train]).predict([layers[i] for i in test])
+        summed[name] = float(np.sum(np.abs(pred - y)) / np.sum(y) * 100)
+        mean[name] = float(np.mean(np.abs(pred / y - 1)) * 100)
+    best = min(summed, key=summed.get)
+    return candidates[best]().fit(layers, y), {"chosen": best, "cv_summed_abs_error_pct": summed, "cv_mean_abs_error_pct": mean}
 
 
 def error_figures(predicted: np.ndarray, measured: np.ndarray) -> dict:
@@ -228,10 +288,10 @@ def build_resolution(measurer: Measurer, space, resolution: int, num_classes: in
             log(f"  {resolution} px: {i}/{len(sample)} layers measured")
     regressor, choice = fit_layer_model(sample, [measured[layer.key] for layer in sample], seed)
     rest = [layer for layer in every if layer.key not in measured]
-    filled = np.exp(regressor.predict(np.array([features(layer) for layer in rest]))) if rest else []
+    filled = regressor.predict(rest) if rest else []
     table = {layer.key: [round(measured[layer.key], 6), 1] for layer in sample}
     table.update({layer.key: [round(float(ms), 6), 0] for layer, ms in zip(rest, filled)})
-    fallback = _log_linear(sample, [measured[layer.key] for layer in sample])
+    fallback = {"terms": [*COST_TERMS, *LAYER_KINDS], "rates": regressor.rates}
 
     rng = np.random.default_rng(seed + 1)
     archs = [space.sample(rng) for _ in range(models)]
@@ -285,20 +345,16 @@ def choose_correction(sets: dict, per_model: list, y: np.ndarray, held: np.ndarr
     return best, scores
 
 
-def _linear(x: np.ndarray, y: np.ndarray, ridge: float = 0.0) -> dict:
-    """A least-squares fit (ridge-regularised when ``ridge`` > 0) as plain JSON numbers."""
-    from sklearn.linear_model import LinearRegression, Ridge
+def _linear(x: np.ndarray, y: np.ndarray) -> dict:
+    """A least-squares fit as plain JSON numbers."""
+    from sklearn.linear_model import LinearRegression
 
-    fit = (Ridge(alpha=ridge) if ridge else LinearRegression()).fit(x, y)
+    fit = LinearRegression().fit(x, y)
     return {"coef": [float(c) for c in fit.coef_], "intercept": float(fit.intercept_)}
 
 
 def _apply(fit: dict, x: np.ndarray) -> np.ndarray:
     return np.asarray(x) @ np.array(fit["coef"]) + fit["intercept"]
-
-
-def _log_linear(layers: list[LayerConfig], latency_ms: list[float]) -> dict:
-    return _linear(np.array([features(layer) for layer in layers]), np.log(latency_ms), ridge=1e-3)
 
 
 def build_predictor(source, space, resolutions: list[int], num_classes: int, cache_path: str | Path, layer_budget: int = 300,
@@ -370,10 +426,10 @@ class Predictor:
         missing = [k for k in ("device", "num_classes", "resolutions") if k not in doc]
         if missing or not doc["resolutions"]:
             raise PredictorError(f"{path} is damaged: missing {', '.join(missing) or 'resolutions'}")
-        width = len(features(LayerConfig("stem", 3, 8, 8)))
+        terms = [*COST_TERMS, *LAYER_KINDS]
         for r, part in doc["resolutions"].items():
             fits = [(part.get("latency_fit"), LATENCY_FEATURES, DEFAULT_LATENCY_FEATURES), (part.get("memory_fit"), MEMORY_FEATURES, DEFAULT_MEMORY_FEATURES)]
-            if not all(k in part for k in ("layers", "fallback")) or len(part["fallback"]["coef"]) != width or \
+            if not all(k in part for k in ("layers", "fallback")) or not isinstance(part["fallback"], dict) or part["fallback"].get("terms") != terms or \
                     not all(isinstance(fit, dict) and fit.get("features", default) in sets for fit, sets, default in fits):
                 raise PredictorError(f"{path} is damaged or made by another mnas version (resolution {r}'s tables do not fit): rebuild it")
         return cls(doc, str(path))
@@ -407,7 +463,7 @@ class Predictor:
             entry = table.get(layer.key)
             if entry is None:
                 off += 1
-                ms = float(math.exp(_apply(part["fallback"], np.array(features(layer)))))
+                ms = float(cost_estimate(part["fallback"]["rates"], [layer])[0])
             else:
                 ms = entry[0]
             stages[stage] = stages.get(stage, 0.0) + ms

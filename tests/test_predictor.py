@@ -15,7 +15,7 @@ from mnas.layers import arch_layers, space_layers
 from mnas.model import build_layer, build_model
 from mnas.presets import PRESETS
 from mnas.space import SearchSpace
-from search.predictor import FORMAT, Predictor, PredictorError
+from search.predictor import FORMAT, Predictor, PredictorError, cost_estimate
 RESOLUTION, CLASSES = 32, 10
 # one process per measurement, as the quick profiles, but enough runs for a steady median:
 # at 32 px a run takes ~0.1 ms, so 50 runs cost nothing next to the process start
@@ -73,6 +73,33 @@ def test_live_activation_peak_counts_an_inverted_residuals_expanded_tensors():
     assert len(held) > 1000 and all(c["act_peak"] >= c["act_in"] + c["act_out"] for c in held)
 
 
+def test_layer_costs_match_the_built_and_exported_layer(tmp_path):
+    """A layer's multiply-adds are those its torch module runs, and its operator count is what the
+    exported ONNX graph executes (nodes other than Identity and Constant), across ops, SE, skips,
+    activations and head styles: the predictor's cost terms rest on both."""
+    import onnx
+
+    from mnas.export import export_model
+    from mnas.layers import LayerConfig
+
+    rng = np.random.default_rng(0)
+    every = space_layers(SearchSpace(), RESOLUTION, CLASSES)
+    layers = [every[i] for i in rng.choice(len(every), 24, replace=False)] + [
+        LayerConfig("layer", 24, 24, 16, 1, "mbconv6", 3, 0.25, "identity", act) for act in ("relu6", "hswish", "swish")] + [
+        LayerConfig("layer", 24, 40, 16, 1, "sepconv", 5, 0.25, "pool", "swish", se_style="expanded"),
+        LayerConfig("head", 320, 1280, 7, classes=CLASSES, head_style="efficient"), LayerConfig("head", 320, 1280, 7, act="swish", classes=CLASSES)]
+    assert {layer.op for layer in layers if layer.kind == "layer"} >= {"conv", "sepconv", "mbconv3", "mbconv6"}
+    assert {layer.skip for layer in layers} >= {"none", "identity", "pool"}
+    for i, layer in enumerate(layers):
+        c = layer.costs()
+        module = build_layer(layer)
+        assert c["macs"] == conv_linear_macs(module, layer.size, layer.cin), layer.key
+        assert c["macs"] == c["conv_macs"] + c["pointwise_macs"] + c["depthwise_macs"] + c["dense_macs"]
+        path = export_model(module, tmp_path / f"l{i}.onnx", "onnx", input_shape=(1, layer.cin, layer.size, layer.size))
+        run = [n.op_type for n in onnx.load(str(path)).graph.node if n.op_type not in ("Identity", "Constant")]
+        assert c["ops"] == len(run), (layer.key, run)
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("predictor")
@@ -89,7 +116,7 @@ def built(tmp_path_factory):
 def test_build_writes_a_complete_versioned_predictor(built):
     profile, out, first, again = built
     doc = json.loads(out.read_text())
-    assert doc["format"] == FORMAT and doc["version"] == 1 and doc["model_format"] == "onnx"
+    assert doc["format"] == FORMAT and doc["version"] == 2 and doc["model_format"] == "onnx"
     assert doc["device"]["name"] == "test-steady" and doc["runtime"]["name"] == "onnxruntime"
     part = doc["resolutions"][str(RESOLUTION)]
     assert len(part["layers"]) == 3895 and sum(m for _, m in part["layers"].values()) == 40
@@ -97,7 +124,12 @@ def test_build_writes_a_complete_versioned_predictor(built):
     assert "32 px: 40 of 3895 layer configs and 10 models measured (50 new)" in first.stdout
     assert "(0 new)" in again.stdout and part["build"]["fresh_measurements"] == 0  # the file of the rerun: all from the cache
     v = part["validation"]
-    assert v["layer_model"]["chosen"] in v["layer_model"]["cv_mean_abs_error_pct"] and v["latency"]["n"] == 2
+    assert v["layer_model"]["chosen"] in v["layer_model"]["cv_summed_abs_error_pct"] and v["latency"]["n"] == 2
+    # the stored cost rates (what prices a layer off the table) land near the layers measured
+    every = {layer.key: layer for layer in space_layers(SearchSpace(), RESOLUTION, CLASSES)}
+    measured = [(every[key], ms) for key, (ms, exact) in part["layers"].items() if exact]
+    ratio = cost_estimate(part["fallback"]["rates"], [layer for layer, _ in measured]) / np.array([ms for _, ms in measured])
+    assert 0.8 < np.median(ratio) < 1.25 and np.mean(np.abs(ratio - 1) < 0.5) > 0.8, np.round(ratio, 2)
 
 
 @pytest.mark.slow  # measures ten models against a small build; accuracy figures at full size are in BENCHMARKS.md
@@ -165,8 +197,8 @@ def test_cli_predict_and_its_refusals(built, tmp_path):
         proc = run_cli("latency", "predict", "mobilenet-v2", "--predictor", str(path), check=False)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     old = tmp_path / "old.json"
-    old.write_text(json.dumps({**json.loads(out.read_text()), "version": 0}))
-    with pytest.raises(PredictorError, match="format version 0; this mnas reads version 1"):
+    old.write_text(json.dumps({**json.loads(out.read_text()), "version": 1}))
+    with pytest.raises(PredictorError, match="format version 1; this mnas reads version 2: rebuild it"):
         Predictor.load(old)
 
 
