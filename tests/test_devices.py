@@ -25,10 +25,10 @@ def test_shipped_profiles_load():
     assert len({ort.settings_hash(), lite.settings_hash(), phone.settings_hash()}) == 3
     assert ort.settings_hash() == ort.model_copy(update={"description": "other words"}).settings_hash()
     assert ort.settings_hash() != ort.model_copy(update={"threads": 2}).settings_hash()
-    for name in ("x86-ort-1t-steady", "x86-ort-1t-steady-224"):  # x86-ort-1t plus a shipped reference model
-        steady = load_profile(name)
+    for name, plain in (("x86-ort-1t-steady", ort), ("x86-ort-1t-steady-224", ort), ("x86-litert-1t-steady-224", lite)):
+        steady = load_profile(name)  # a plain profile plus a shipped reference model
         assert steady.reference.path.is_file() and steady.model_dump(exclude={"name", "description", "reference"}) == \
-            ort.model_dump(exclude={"name", "description", "reference"})
+            plain.model_dump(exclude={"name", "description", "reference"})
 
 
 def test_bad_profiles_name_the_field(tmp_path):
