@@ -90,12 +90,19 @@ def _sizes(layers: list[LayerConfig]) -> list[dict]:
 
 # Whole-model corrections: named feature sets of a model (its layers' table figures and its
 # layers), each a linear fit to the whole-model measurements; the build picks one per
-# quantity by cross-validation, and the file names it. Latency: the layer sum alone misses the
-# runtime's fixed cost per layer measured alone, and the layout reorders a layer measured alone
-# pays at its boundaries (growing with its input and output sizes) that a layer inside a model
-# mostly does not. Memory: weights and the largest activations, either at layer boundaries or
-# alive at once inside a layer (an inverted residual's expanded tensors, which dominate at
-# high resolution), and how the runtime's arena grows with the activations it has seen; the
+# quantity by cross-validation, and the file names it.
+# Latency: a layer measured alone carries the runtime's fixed cost of one inference and the
+# layout reorders at its own boundaries (growing with its input and output sizes), which a
+# layer inside a model mostly does not pay. Alone, a layer run over and over also keeps its
+# weights and activations in the CPU's caches; inside a model each layer reads them from
+# further away, so a model's time grows with its total weights (at 64 px, where weights
+# outweigh activations: 93.0% -> 95.0% of unseen models within +-10%), and how far a layer
+# alone misses its time in the model depends on its feature-map size, which the sums per
+# level (112, 56, 28, 14, 7 px at 224 px) let the fit weigh apart (at 224 px on an Intel VM:
+# CV error 5.3% against 6.0-6.2% for the other sets).
+# Memory: weights and the largest activations, either at layer boundaries or alive at once
+# inside a layer (an inverted residual's expanded tensors, which dominate at high
+# resolution), and how the runtime's arena grows with the activations it has seen; the
 # head's weights apart (its 1x1 convolution to 1280 channels and the classifier are the
 # largest tensors: at 64 px, where weights dominate, onnxruntime's peak grows faster with
 # them than with the rest, 92% of unseen models within +-10% against 86% without).
@@ -103,8 +110,10 @@ LATENCY_FEATURES = {
     "layer sum, layer count": lambda ms, layers: [sum(ms), float(len(ms))],
     "layer sum, layer count, boundary activations": lambda ms, layers: [
         sum(ms), float(len(ms)), sum(c["act_in"] + c["act_out"] for c in _sizes(layers)) / 1e6],
-    "layer sum per kind, layer count": lambda ms, layers: [
-        *(sum(m for m, layer in zip(ms, layers) if _kind(layer) == k) for k in ("stem", "head", *OPS)), float(len(ms))],
+    "layer sum per kind, layer count": lambda ms, layers: [*_kind_sums(ms, layers), float(len(ms))],
+    "layer sum per kind and per level, layer count": lambda ms, layers: [*_kind_sums(ms, layers), *_level_sums(ms, layers), float(len(ms))],
+    "layer sum, layer count, weights": lambda ms, layers: [sum(ms), float(len(ms)), _weights_m(layers)],
+    "layer sum per kind, layer count, weights": lambda ms, layers: [*_kind_sums(ms, layers), float(len(ms)), _weights_m(layers)],
 }
 MEMORY_FEATURES = {
     "weights, largest activations, layer count": lambda ms, layers: [
@@ -126,6 +135,29 @@ DEFAULT_LATENCY_FEATURES, DEFAULT_MEMORY_FEATURES = "layer sum, layer count", "w
 
 def _kind(layer: LayerConfig) -> str:
     return layer.op if layer.kind == "layer" else layer.kind
+
+
+def _kind_sums(ms: list[float], layers: list[LayerConfig]) -> list[float]:
+    return [sum(m for m, layer in zip(ms, layers) if _kind(layer) == k) for k in ("stem", "head", *OPS)]
+
+
+LEVELS = 5  # the space's downsamplings after the stem: 112, 56, 28, 14 and 7 px at 224 px
+
+
+def _level_sums(ms: list[float], layers: list[LayerConfig]) -> list[float]:
+    """The block layers' figures summed per feature-map level, log2(resolution / input size):
+    1 for the stem's output size, up to LEVELS (deeper ones count in the last)."""
+    resolution = layers[0].size  # the stem's input
+    sums = [0.0] * LEVELS
+    for m, layer in zip(ms, layers):
+        if layer.kind == "layer":
+            sums[min(max(round(math.log2(resolution / layer.size)), 1), LEVELS) - 1] += m
+    return sums
+
+
+def _weights_m(layers: list[LayerConfig]) -> float:
+    """A model's weights in millions (a scale near the other features keeps the least-squares fit well conditioned)."""
+    return sum(c["params"] for c in _sizes(layers)) / 1e6
 
 
 # ----- measurements, cached -------------------------------------------------------------------

@@ -73,6 +73,27 @@ def test_live_activation_peak_counts_an_inverted_residuals_expanded_tensors():
     assert len(held) > 1000 and all(c["act_peak"] >= c["act_in"] + c["act_out"] for c in held)
 
 
+def test_latency_feature_sets_split_a_model_by_kind_and_feature_map_level():
+    """The per-level sums put each block layer at its input's feature-map level (224 px: 112 px is
+    level 1, 7 px level 5), the per-kind sums split the same figures by stem, head and op, and the
+    weights are the model's own: each set is a different view of the same layer figures."""
+    from search.predictor import LATENCY_FEATURES
+
+    arch = SearchSpace().sample(7)
+    layers = [layer for _, layer in arch_layers(arch, 224, 1000)]
+    ms = [float(i + 1) for i in range(len(layers))]
+    kind_level = LATENCY_FEATURES["layer sum per kind and per level, layer count"](ms, layers)
+    kinds, levels, count = kind_level[:6], kind_level[6:11], kind_level[11]
+    assert count == len(layers) and sum(kinds) == sum(ms) and sum(levels) == sum(ms) - ms[0] - ms[-1]
+    assert kinds[0] == ms[0] and kinds[1] == ms[-1]  # stem, head
+    by_size = {112: 0.0, 56: 0.0, 28: 0.0, 14: 0.0, 7: 0.0}
+    for m, layer in zip(ms[1:-1], layers[1:-1]):
+        by_size[layer.size] += m
+    assert levels == list(by_size.values())
+    weights = LATENCY_FEATURES["layer sum, layer count, weights"](ms, layers)[2]
+    assert weights * 1e6 == pytest.approx(sum(p.numel() for p in build_model(arch, 1000).parameters() if p.dim() > 1), rel=0.01)
+
+
 def test_layer_costs_match_the_built_and_exported_layer(tmp_path):
     """A layer's multiply-adds are those its torch module runs, and its operator count is what the
     exported ONNX graph executes (nodes other than Identity and Constant), across ops, SE, skips,
