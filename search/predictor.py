@@ -17,8 +17,8 @@ Building (``build_predictor``, ``mnas predictor build``), per input resolution:
    cost of one inference and its own layout reorders, and fusion and cache effects make
    layers not exactly additive), and a linear model on weights and activation sizes gives
    peak memory; for each, the feature set (``LATENCY_FEATURES``, ``MEMORY_FEATURES``) is
-   chosen by cross-validation, and every fit minimises relative error. A fifth of these models is held out first to report honest
-   validation figures.
+   chosen by cross-validation, and every fit minimises relative error. A fifth of these
+   models is held out first to report honest validation figures.
 
 Every measurement is cached in SQLite (``--cache``), so an interrupted build resumes.
 Predicting needs only the JSON file: ``Predictor.load(path).predict(arch)`` sums table
