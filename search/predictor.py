@@ -99,7 +99,8 @@ def _sizes(layers: list[LayerConfig]) -> list[dict]:
 # outweigh activations: 93.0% -> 95.0% of unseen models within +-10%), and how far a layer
 # alone misses its time in the model depends on its feature-map size, which the sums per
 # level (112, 56, 28, 14, 7 px at 224 px) let the fit weigh apart (at 224 px on an Intel VM:
-# CV error 5.3% against 6.0-6.2% for the other sets).
+# CV error 5.3% against 6.0-6.2% for the other sets). Weights enter the latency sets in
+# millions: a scale near the other inputs keeps the least-squares fit well conditioned.
 # Memory: weights and the largest activations, either at layer boundaries or alive at once
 # inside a layer (an inverted residual's expanded tensors, which dominate at high
 # resolution), and how the runtime's arena grows with the activations it has seen; the
@@ -112,23 +113,23 @@ LATENCY_FEATURES = {
         sum(ms), float(len(ms)), sum(c["act_in"] + c["act_out"] for c in _sizes(layers)) / 1e6],
     "layer sum per kind, layer count": lambda ms, layers: [*_kind_sums(ms, layers), float(len(ms))],
     "layer sum per kind and per level, layer count": lambda ms, layers: [*_kind_sums(ms, layers), *_level_sums(ms, layers), float(len(ms))],
-    "layer sum, layer count, weights": lambda ms, layers: [sum(ms), float(len(ms)), _weights_m(layers)],
+    "layer sum, layer count, weights": lambda ms, layers: [sum(ms), float(len(ms)), _weights(layers) / 1e6],
     "layer sum per kind and per level, layer count, weights": lambda ms, layers: [
-        *_kind_sums(ms, layers), *_level_sums(ms, layers), float(len(ms)), _weights_m(layers)],
+        *_kind_sums(ms, layers), *_level_sums(ms, layers), float(len(ms)), _weights(layers) / 1e6],
 }
 MEMORY_FEATURES = {
     "weights, largest activations, layer count": lambda ms, layers: [
-        sum(c["params"] for c in _sizes(layers)), max(c["act_in"] + c["act_out"] for c in _sizes(layers)), float(len(layers))],
+        _weights(layers), max(c["act_in"] + c["act_out"] for c in _sizes(layers)), float(len(layers))],
     "weights, largest activations, all activations, layer count": lambda ms, layers: [
-        sum(c["params"] for c in _sizes(layers)), max(c["act_in"] + c["act_out"] for c in _sizes(layers)),
+        _weights(layers), max(c["act_in"] + c["act_out"] for c in _sizes(layers)),
         sum(c["act_out"] for c in _sizes(layers)), float(len(layers))],
     "weights, largest live activations, layer count": lambda ms, layers: [
-        sum(c["params"] for c in _sizes(layers)), max(c["act_peak"] for c in _sizes(layers)), float(len(layers))],
+        _weights(layers), max(c["act_peak"] for c in _sizes(layers)), float(len(layers))],
     "weights, largest live and boundary activations, layer count": lambda ms, layers: [
-        sum(c["params"] for c in _sizes(layers)), max(c["act_peak"] for c in _sizes(layers)),
+        _weights(layers), max(c["act_peak"] for c in _sizes(layers)),
         max(c["act_in"] + c["act_out"] for c in _sizes(layers)), float(len(layers))],
     "weights, head weights, largest live activations, layer count": lambda ms, layers: [
-        sum(c["params"] for c in _sizes(layers)), sum(c["params"] for c, layer in zip(_sizes(layers), layers) if layer.kind == "head"),
+        _weights(layers), sum(c["params"] for c, layer in zip(_sizes(layers), layers) if layer.kind == "head"),
         max(c["act_peak"] for c in _sizes(layers)), float(len(layers))],
 }
 DEFAULT_LATENCY_FEATURES, DEFAULT_MEMORY_FEATURES = "layer sum, layer count", "weights, largest activations, layer count"
@@ -156,9 +157,9 @@ def _level_sums(ms: list[float], layers: list[LayerConfig]) -> list[float]:
     return sums
 
 
-def _weights_m(layers: list[LayerConfig]) -> float:
-    """A model's weights in millions (a scale near the other features keeps the least-squares fit well conditioned)."""
-    return sum(c["params"] for c in _sizes(layers)) / 1e6
+def _weights(layers: list[LayerConfig]) -> float:
+    """A model's weights (parameters of its convolutions and dense layers)."""
+    return sum(c["params"] for c in _sizes(layers))
 
 
 # ----- measurements, cached -------------------------------------------------------------------
@@ -369,10 +370,11 @@ def choose_correction(sets: dict, per_model: list, y: np.ndarray, held: np.ndarr
     if train.sum() < 10:
         return next(iter(sets)), {}
     folds = KFold(n_splits=5, shuffle=True, random_state=seed)
+    weights = {"sample_weight": _relative_weights(y[train])}
     scores = {}
     for name, feature_set in sets.items():
         x = correction_matrix(feature_set, per_model)[train]
-        pred = cross_val_predict(LinearRegression(), x, y[train], cv=folds, params={"sample_weight": _relative_weights(y[train])})
+        pred = cross_val_predict(LinearRegression(), x, y[train], cv=folds, params=weights)
         scores[name] = float(np.mean(np.abs(pred / y[train] - 1)) * 100)
     best = min(scores, key=lambda name: (round(scores[name], 1), list(sets).index(name)))
     return best, scores
