@@ -62,7 +62,8 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
 
 def test_train_writes_checkpoint_and_metrics(tmp_path):
     out = tmp_path / "run"
-    run_cli("train", "mobilenet-v2", "--data", "digits", "--epochs", "2", "--batch-size", "64", "--limit", "640", "--resolution", "16", "--out", str(out))
+    run_cli("train", "mobilenet-v2", "--data", "digits", "--epochs", "2", "--batch-size", "64", "--limit", "640", "--resolution", "16",
+            "--width-mult", "0.35", "--out", str(out))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_images"] == 640 and metrics["eval_images"] == 360 and metrics["epochs"] == 2
     assert 0.0 <= metrics["top1"] <= 1.0 and metrics["images_per_s"] > 0
