@@ -53,47 +53,50 @@ class LayerConfig:
         """What the layer computes, from the config: multiply-adds split by the kind of kernel
         that runs them (full kxk convolutions, 1x1 pointwise ones, depthwise ones, which are
         memory-bound and slower per multiply-add, and dense ones: the classifier and SE), their
-        total, weights and activation sizes (elements), and the operators a runtime executes
-        (convolutions with their batch norm folded in, activations, SE steps, shortcut adds)."""
+        total, weights (elements, all and the largest single tensor) and activation sizes
+        (elements), and the operators a runtime executes (convolutions with their batch norm
+        folded in, activations, SE steps, shortcut adds)."""
         hw_in, hw_out = self.size * self.size, self.out_size * self.out_size
         k2 = self.kernel * self.kernel
         act_ops = 2 if self.act == "swish" else 1  # x * sigmoid(x); the others export as one operator
         full = pointwise = depthwise = dense = 0
         if self.kind == "stem":
-            full, params, ops = hw_out * self.cout * 3 * k2, self.cout * 3 * k2, 1 + act_ops
+            tensors, ops = [self.cout * 3 * k2], 1 + act_ops
+            full = tensors[0] * hw_out
         elif self.kind == "head":
             conv_area = 1 if self.head_style == "efficient" else hw_in  # the efficient head pools first (and flattens)
             pointwise, dense = conv_area * self.cin * self.cout, self.cout * self.classes
-            params = self.cin * self.cout + self.cout * self.classes
+            tensors = [self.cin * self.cout, self.cout * self.classes]
             ops = 3 + act_ops + (self.head_style == "efficient")
         else:
             family, expansion = parse_op(self.op)
             mid = mid_channels(self.cin, expansion) if family == "mbconv" else self.cin
             if family == "conv":
-                params, ops = self.cin * self.cout * k2, 1 + act_ops
-                full = params * hw_out
+                tensors, ops = [self.cin * self.cout * k2], 1 + act_ops
+                full = tensors[0] * hw_out
             elif family == "sepconv":
-                params, ops = self.cin * k2 + self.cin * self.cout, 2 + act_ops
+                tensors, ops = [self.cin * k2, self.cin * self.cout], 2 + act_ops
                 depthwise, pointwise = self.cin * k2 * hw_out, self.cin * self.cout * hw_out
             else:
-                params, ops = self.cin * mid + mid * k2 + mid * self.cout, 3 + 2 * act_ops
+                tensors, ops = [self.cin * mid, mid * k2, mid * self.cout], 3 + 2 * act_ops
                 depthwise, pointwise = mid * k2 * hw_out, self.cin * mid * hw_in + mid * self.cout * hw_out
             if self.se:
                 width = self.cout if family == "conv" else mid
                 reduced = make_divisible(width * self.se) if self.se_style == "expanded" else max(1, int(self.cin * self.se))
-                params += 2 * width * reduced
+                tensors += [width * reduced, reduced * width]
                 dense += 2 * width * reduced
                 ops += 5 + (1 if self.se_style == "expanded" else act_ops)  # mean, reduce, act (relu: timm's), expand, gate, scale
             if self.skip == "pool":
                 ops += 2  # average pool, add
                 if self.cin != self.cout:
-                    params += self.cin * self.cout
+                    tensors.append(self.cin * self.cout)
                     pointwise += self.cin * self.cout * hw_out
                     ops += 1
             elif has_shortcut(self.skip, self.cin, self.cout, self.stride):
                 ops += 1
         return {"macs": float(full + pointwise + depthwise + dense), "conv_macs": float(full), "pointwise_macs": float(pointwise),
-                "depthwise_macs": float(depthwise), "dense_macs": float(dense), "params": float(params), "ops": float(ops),
+                "depthwise_macs": float(depthwise), "dense_macs": float(dense), "params": float(sum(tensors)),
+                "largest_tensor": float(max(tensors)), "ops": float(ops),
                 "act_in": float(self.cin * hw_in), "act_out": float(self.cout * hw_out), "act_peak": float(self._live_peak(hw_in, hw_out))}
 
     def _live_peak(self, hw_in: int, hw_out: int) -> int:

@@ -76,8 +76,8 @@ def test_live_activation_peak_counts_an_inverted_residuals_expanded_tensors():
 def test_latency_feature_sets_split_a_model_by_kind_and_feature_map_level():
     """The per-level sums put each block layer at its input's feature-map level (224 px: 112 px is
     level 1, 7 px level 5), the per-kind sums split the same figures by stem, head and op, and the
-    weights are the model's own: each set is a different view of the same layer figures."""
-    from search.predictor import LATENCY_FEATURES
+    weights and the largest weight tensor outside the head are the model's own."""
+    from search.predictor import LATENCY_FEATURES, MEMORY_FEATURES
 
     arch = SearchSpace().sample(7)
     layers = [layer for _, layer in arch_layers(arch, 224, 1000)]
@@ -90,8 +90,11 @@ def test_latency_feature_sets_split_a_model_by_kind_and_feature_map_level():
     for m, layer in zip(ms[1:-1], layers[1:-1]):
         by_size[layer.size] += m
     assert levels == list(by_size.values())
+    model = build_model(arch, 1000)
     weights = LATENCY_FEATURES["layer sum, layer count, weights"](ms, layers)[2]
-    assert weights * 1e6 == pytest.approx(sum(p.numel() for p in build_model(arch, 1000).parameters() if p.dim() > 1), rel=0.01)
+    assert weights * 1e6 == pytest.approx(sum(p.numel() for p in model.parameters() if p.dim() > 1), rel=0.01)
+    largest = MEMORY_FEATURES["weights, head weights, largest tensor outside the head, largest live activations, layer count"](ms, layers)[2]
+    assert largest == max(p.numel() for name, p in model.named_parameters() if p.dim() > 1 and not name.startswith(("conv_head", "classifier")))
 
 
 def test_layer_costs_match_the_built_and_exported_layer(tmp_path):
@@ -116,6 +119,8 @@ def test_layer_costs_match_the_built_and_exported_layer(tmp_path):
         module = build_layer(layer)
         assert c["macs"] == conv_linear_macs(module, layer.size, layer.cin), layer.key
         assert c["macs"] == c["conv_macs"] + c["pointwise_macs"] + c["depthwise_macs"] + c["dense_macs"]
+        weights = [p.numel() for p in module.parameters() if p.dim() > 1]
+        assert (c["params"], c["largest_tensor"]) == (sum(weights), max(weights)), layer.key
         path = export_model(module, tmp_path / f"l{i}.onnx", "onnx", input_shape=(1, layer.cin, layer.size, layer.size))
         run = [n.op_type for n in onnx.load(str(path)).graph.node if n.op_type not in ("Identity", "Constant")]
         assert c["ops"] == len(run), (layer.key, run)
