@@ -475,7 +475,7 @@ def predictor_build_cmd(
     token: Optional[str] = typer.Option(None, envvar="MNAS_LATENCY_TOKEN"),
     num_classes: int = typer.Option(1000, min=1, help="classifier outputs of the measured models"),
     layers: int = typer.Option(400, min=10, help="layer configurations measured per resolution (the rest are regressed)"),
-    models: int = typer.Option(60, min=5, help="whole models measured per resolution (the correction and memory fit)"),
+    models: int = typer.Option(100, min=5, help="whole models measured per resolution (the correction and memory fit)"),
     seed: int = typer.Option(0),
     cache: Optional[Path] = typer.Option(None, help="measurement cache (default OUT.cache.sqlite); a rerun resumes from it"),
     space: str = typer.Option("mnasnet", help="the search space whose layers it covers: a shipped name or a space YAML file"),

@@ -413,8 +413,8 @@ def _apply(fit: dict, x: np.ndarray) -> np.ndarray:
     return np.asarray(x) @ np.array(fit["coef"]) + fit["intercept"]
 
 
-def build_predictor(source, space, resolutions: list[int], num_classes: int, cache_path: str | Path, layer_budget: int = 300,
-                    models: int = 40, seed: int = 0, log=None) -> dict:
+def build_predictor(source, space, resolutions: list[int], num_classes: int, cache_path: str | Path, layer_budget: int = 400,
+                    models: int = 100, seed: int = 0, log=None) -> dict:
     """Measure and fit; returns the predictor document (write it with ``save``)."""
     cache = MeasurementCache(cache_path)
     try:
