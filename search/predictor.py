@@ -123,19 +123,17 @@ LATENCY_FEATURES = {
 }
 MEMORY_FEATURES = {
     "weights, largest activations, layer count": lambda ms, layers: [
-        _weights(layers), max(c["act_in"] + c["act_out"] for c in _sizes(layers)), float(len(layers))],
+        _weights(layers), _largest_boundary(layers), float(len(layers))],
     "weights, largest activations, all activations, layer count": lambda ms, layers: [
-        _weights(layers), max(c["act_in"] + c["act_out"] for c in _sizes(layers)),
-        sum(c["act_out"] for c in _sizes(layers)), float(len(layers))],
+        _weights(layers), _largest_boundary(layers), sum(c["act_out"] for c in _sizes(layers)), float(len(layers))],
     "weights, largest live activations, layer count": lambda ms, layers: [
-        _weights(layers), max(c["act_peak"] for c in _sizes(layers)), float(len(layers))],
+        _weights(layers), _largest_live(layers), float(len(layers))],
     "weights, largest live and boundary activations, layer count": lambda ms, layers: [
-        _weights(layers), max(c["act_peak"] for c in _sizes(layers)),
-        max(c["act_in"] + c["act_out"] for c in _sizes(layers)), float(len(layers))],
+        _weights(layers), _largest_live(layers), _largest_boundary(layers), float(len(layers))],
     "weights, head weights, largest live activations, layer count": lambda ms, layers: [
-        _weights(layers), _head_weights(layers), max(c["act_peak"] for c in _sizes(layers)), float(len(layers))],
+        _weights(layers), _head_weights(layers), _largest_live(layers), float(len(layers))],
     "weights, head weights, largest tensor outside the head, largest live activations, layer count": lambda ms, layers: [
-        _weights(layers), _head_weights(layers), _largest_tensor(layers), max(c["act_peak"] for c in _sizes(layers)), float(len(layers))],
+        _weights(layers), _head_weights(layers), _largest_tensor(layers), _largest_live(layers), float(len(layers))],
 }
 DEFAULT_LATENCY_FEATURES, DEFAULT_MEMORY_FEATURES = "layer sum, layer count", "weights, largest activations, layer count"
 
@@ -169,6 +167,16 @@ def _weights(layers: list[LayerConfig]) -> float:
 
 def _head_weights(layers: list[LayerConfig]) -> float:
     return sum(c["params"] for c, layer in zip(_sizes(layers), layers) if layer.kind == "head")
+
+
+def _largest_live(layers: list[LayerConfig]) -> float:
+    """The most activation elements alive at once inside any one layer."""
+    return max(c["act_peak"] for c in _sizes(layers))
+
+
+def _largest_boundary(layers: list[LayerConfig]) -> float:
+    """The largest input plus output of any one layer (elements)."""
+    return max(c["act_in"] + c["act_out"] for c in _sizes(layers))
 
 
 def _largest_tensor(layers: list[LayerConfig]) -> float:
@@ -413,8 +421,8 @@ def _apply(fit: dict, x: np.ndarray) -> np.ndarray:
     return np.asarray(x) @ np.array(fit["coef"]) + fit["intercept"]
 
 
-def build_predictor(source, space, resolutions: list[int], num_classes: int, cache_path: str | Path, layer_budget: int = 400,
-                    models: int = 100, seed: int = 0, log=None) -> dict:
+def build_predictor(source, space, resolutions: list[int], num_classes: int, cache_path: str | Path, layer_budget: int,
+                    models: int, seed: int = 0, log=None) -> dict:
     """Measure and fit; returns the predictor document (write it with ``save``)."""
     cache = MeasurementCache(cache_path)
     try:
