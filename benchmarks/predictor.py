@@ -39,7 +39,8 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--num-classes", type=int, default=1000)
     parser.add_argument("--layers", type=int, default=400)
-    parser.add_argument("--models", type=int, default=60)
+    parser.add_argument("--models", type=int, default=100)
+    parser.add_argument("--profiled-models", type=int, default=200, help="whole models profiled per operator (0: none)")
     parser.add_argument("--validate", type=int, default=200)
     parser.add_argument("--cache", default="runs/predictor-bench.sqlite")
     parser.add_argument("--out", default=None, help="predictor file (default runs/predictor-DEVICE-R.json)")
@@ -51,6 +52,7 @@ def main() -> None:
     source = make_measurer(device=args.device)
     t0 = time.perf_counter()
     doc = build_predictor(source, space, [args.resolution], args.num_classes, args.cache, args.layers, args.models,
+                          args.profiled_models,
                           log=lambda line: print(line, file=sys.stderr, flush=True))
     build_s = time.perf_counter() - t0
     out = save(doc, args.out or f"runs/predictor-{args.device}-{args.resolution}.json")
@@ -81,11 +83,12 @@ def main() -> None:
     b = part["build"]
     report = {"machine": machine_line(), "device": args.device, "resolution": args.resolution, "latency": lat, "memory": mem,
               "build": b, "build_wall_s": build_s, "validation_measure_s": measure_s, "predict_ms_per_arch": per_arch_ms,
-              "layer_model": part["validation"]["layer_model"], "measured_latency_ms_range": [min(measured_lat), max(measured_lat)]}
+              "layer_model": part["validation"]["layer_model"],
+              "layer_times": part["validation"]["layer_times"], "measured_latency_ms_range": [min(measured_lat), max(measured_lat)]}
     print(f"# {report['machine']}")
     print(f"# {args.device}, {args.resolution} px, {args.num_classes} classes; build: {b['layers_measured']} of {b['layer_configs']} layer "
-          f"configs + {b['models_measured']} models measured ({b['fresh_measurements']} new, {build_s / 60:.1f} min); layer model: "
-          f"{part['validation']['layer_model']['chosen']}")
+          f"configs + {b['models_measured']} models measured, {b['models_profiled']} profiled ({b['fresh_measurements']} new, "
+          f"{build_s / 60:.1f} min); layer times {part['layer_times']}, layer model: {part['validation']['layer_model']['chosen']}")
     print(f"# {len(archs)} unseen architectures, measured latency {min(measured_lat):.3f}-{max(measured_lat):.3f} ms")
     print("\n| quantity | within +-10% | RMSE % | Kendall tau |\n|---|---|---|---|")
     for name, f in (("latency", lat), ("peak memory", mem)):

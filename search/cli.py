@@ -474,8 +474,10 @@ def predictor_build_cmd(
     on: Optional[str] = typer.Option(None, "--on", help="with --url: the device or pool at the service (default: its only one)"),
     token: Optional[str] = typer.Option(None, envvar="MNAS_LATENCY_TOKEN"),
     num_classes: int = typer.Option(1000, min=1, help="classifier outputs of the measured models"),
-    layers: int = typer.Option(400, min=10, help="layer configurations measured per resolution (the rest are regressed)"),
+    layers: int = typer.Option(400, min=0, help="layer configurations measured alone per resolution (the rest are regressed)"),
     models: int = typer.Option(100, min=5, help="whole models measured per resolution (the correction and memory fit)"),
+    profiled_models: int = typer.Option(200, min=0, help="whole models profiled per operator per resolution, for each "
+                                        "layer's time inside a model (onnxruntime profiles measured here; 0: layer times alone only)"),
     seed: int = typer.Option(0),
     cache: Optional[Path] = typer.Option(None, help="measurement cache (default OUT.cache.sqlite); a rerun resumes from it"),
     space: str = typer.Option("mnasnet", help="the search space whose layers it covers: a shipped name or a space YAML file"),
@@ -490,7 +492,7 @@ def predictor_build_cmd(
         source = make_measurer(url=url, device=device, token=token, target=on)
         try:
             doc = build_predictor(source, searched, resolution, num_classes, cache or out.with_suffix(".cache.sqlite"),
-                                  layers, models, seed, log=lambda line: console.print(line, soft_wrap=True))
+                                  layers, models, profiled_models, seed, log=lambda line: console.print(line, soft_wrap=True))
         finally:
             source.close()
     except LatencyServiceError as exc:
@@ -498,8 +500,9 @@ def predictor_build_cmd(
     save(doc, out)
     for r, part in doc["resolutions"].items():
         v, b = part["validation"], part["build"]
-        console.print(f"{r} px: {b['layers_measured']} of {b['layer_configs']} layer configs and {b['models_measured']} models measured "
-                      f"({b['fresh_measurements']} new) in {b['seconds']:.0f} s; layer model {v['layer_model']['chosen']}; held-out models: "
+        console.print(f"{r} px: {b['layers_measured']} of {b['layer_configs']} layer configs and {b['models_measured']} models measured, "
+                      f"{b['models_profiled']} profiled ({b['fresh_measurements']} new) in {b['seconds']:.0f} s; layer times "
+                      f"{part['layer_times']}, layer model {v['layer_model']['chosen']}; held-out models: "
                       f"latency {v['latency']['within_10pct']:.0%} within 10%, memory {v['memory']['within_10pct']:.0%} within 10%",
                       soft_wrap=True)
     console.print(f"wrote {out}")

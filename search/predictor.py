@@ -18,7 +18,16 @@ Building (``build_predictor``, ``mnas predictor build``), per input resolution:
    layers not exactly additive), and a linear model on weights and activation sizes gives
    peak memory; for each, the feature set (``LATENCY_FEATURES``, ``MEMORY_FEATURES``) is
    chosen by cross-validation, and every fit minimises relative error. A fifth of these
-   models is held out first to report honest validation figures.
+   models is held out first to report honest validation figures;
+4. where the runtime profiles per operator here (an onnxruntime profile measured in-process),
+   whole models (the measured ones not held out, then more from the space) are also profiled
+   in the measurement's conditions (``devices.profiling``), each node's time counted with its
+   layer (``search.profiling.layer_times``): a second table holds each layer's time *inside*
+   a model, regressed over the space like the first. A layer's kernels run 0.7-2x their time
+   alone once inside a model (caches, layouts, what ran before), which no correction of sums
+   recovers; their time in a model does. The cross-validation of the correction picks the
+   table (its figures for the profiled models are in-sample, so it favours the profiles a
+   little; the held-out fifth stays honest). ``--layers 0`` builds from the profiles alone.
 
 Every measurement is cached in SQLite (``--cache``), so an interrupted build resumes.
 Predicting needs only the JSON file: ``Predictor.load(path).predict(arch)`` sums table
@@ -239,8 +248,37 @@ class Measurer:
         key = f"model:{resolution}:{num_classes}:{json.dumps(arch.to_dict(), sort_keys=True)}"
         return self._measure(key, lambda p: export_architecture(arch, p, self.format, resolution, num_classes))
 
+    @property
+    def profiler(self):
+        """The device profile whose runtime profiles per operator here (onnxruntime, in-process), else None."""
+        profile = getattr(self.source, "profile", None)
+        return profile if profile is not None and profile.backend == "onnxruntime" else None
+
+    def in_model(self, arch: Architecture, resolution: int, num_classes: int) -> list[float]:
+        """Each layer's time inside the whole model (ms, ``arch_layers`` order), from the runtime's
+        profiler in the measurement's conditions (``devices.profiling``)."""
+        from devices.errors import MeasurementError
+        from devices.profiling import profile_model
+        from mnas.export import export_architecture
+        from search.profiling import layer_times
+
+        key = f"profile:{resolution}:{num_classes}:{json.dumps(arch.to_dict(), sort_keys=True)}"
+        hit = self.cache.get(self.device["hash"], key)
+        if hit is None:
+            with tempfile.TemporaryDirectory(prefix="mnas-predictor-") as tmp:
+                path = export_architecture(arch, Path(tmp) / "m.onnx", "onnx", resolution, num_classes)
+                try:
+                    result = profile_model(self.profiler, path, runs=PROFILED_RUNS, warmup=PROFILE_WARMUP)
+                except MeasurementError as exc:
+                    raise PredictorError(f"profiling a whole model on {self.device['name']} failed: {exc}") from None
+            hit = {"layers_ms": layer_times(arch, result["nodes"], resolution, num_classes)}
+            self.cache.put(self.device["hash"], key, hit)
+            self.fresh += 1
+        return hit["layers_ms"]
+
 
 # ----- building ------------------------------------------------------------------------------
+PROFILED_RUNS, PROFILE_WARMUP = 20, 10  # per profiled whole model: per-node medians over 20 runs
 def sample_layers(layers: list[LayerConfig], budget: int, seed: int) -> list[LayerConfig]:
     """All stems and heads, then round-robin over (size, op, kernel, stride) groups, shuffled."""
     rng = np.random.default_rng(seed)
@@ -331,30 +369,53 @@ def error_figures(predicted: np.ndarray, measured: np.ndarray) -> dict:
             "kendall_tau": float(kendalltau(predicted, measured).statistic) if len(measured) > 1 else None}
 
 
-def build_resolution(measurer: Measurer, space, resolution: int, num_classes: int, layer_budget: int, models: int, seed: int,
-                     log=None) -> dict:
+def layer_table(samples: dict[str, tuple[LayerConfig, float]], every: list[LayerConfig], seed: int, keep_measured: bool
+                ) -> tuple[dict, list[float], dict]:
+    """A complete table (layer key -> [ms, 1 if sampled else 0]) from sampled layers: the layer
+    model chosen by cross-validation fills in the rest (and, unless ``keep_measured``, smooths
+    the samples too), and its cost rates price layers outside the space's grid."""
+    sampled = [layer for layer, _ in samples.values()]
+    model, choice = fit_layer_model(sampled, [ms for _, ms in samples.values()], seed)
+    predicted = model.predict(every)
+    table = {layer.key: [round(float(ms), 6), int(layer.key in samples)] for layer, ms in zip(every, predicted)}
+    if keep_measured:
+        table.update({key: [round(ms, 6), 1] for key, (_, ms) in samples.items()})
+    return table, model.rates, choice
+
+
+def in_model_samples(measurer: Measurer, archs: list[Architecture], resolution: int, num_classes: int, log=None
+                     ) -> dict[str, tuple[LayerConfig, float]]:
+    """Each layer configuration seen inside the profiled models -> its median time there."""
+    seen: dict[str, tuple[LayerConfig, list[float]]] = {}
+    for i, arch in enumerate(archs, 1):
+        layers = [layer for _, layer in arch_layers(arch, resolution, num_classes)]
+        for layer, ms in zip(layers, measurer.in_model(arch, resolution, num_classes)):
+            seen.setdefault(layer.key, (layer, []))[1].append(ms)
+        if log and (i % 25 == 0 or i == len(archs)):
+            log(f"  {resolution} px: {i}/{len(archs)} whole models profiled per operator")
+    return {key: (layer, float(np.median(times))) for key, (layer, times) in seen.items()}
+
+
+def build_resolution(measurer: Measurer, space, resolution: int, num_classes: int, layer_budget: int, models: int,
+                     profiled_models: int, seed: int, log=None) -> dict:
     started = time.perf_counter()
     fresh_before = measurer.fresh
     every = space_layers(space, resolution, num_classes)
-    sample = sample_layers(every, layer_budget, seed)
-    measured = {}
-    for i, layer in enumerate(sample, 1):
-        measured[layer.key] = measurer.layer(layer)["latency_ms"]
-        if log and (i % 50 == 0 or i == len(sample)):
-            log(f"  {resolution} px: {i}/{len(sample)} layers measured")
-    regressor, choice = fit_layer_model(sample, [measured[layer.key] for layer in sample], seed)
-    rest = [layer for layer in every if layer.key not in measured]
-    filled = regressor.predict(rest) if rest else []
-    table = {layer.key: [round(measured[layer.key], 6), 1] for layer in sample}
-    table.update({layer.key: [round(float(ms), 6), 0] for layer, ms in zip(rest, filled)})
-    fallback = {"terms": [*COST_TERMS, *LAYER_KINDS], "rates": regressor.rates}
+    tables: dict[str, tuple[dict, list[float], dict]] = {}  # layer times -> (table, cost rates, layer model choice)
+    sample = sample_layers(every, layer_budget, seed) if layer_budget else []
+    if sample:
+        alone = {}
+        for i, layer in enumerate(sample, 1):
+            alone[layer.key] = (layer, measurer.layer(layer)["latency_ms"])
+            if log and (i % 50 == 0 or i == len(sample)):
+                log(f"  {resolution} px: {i}/{len(sample)} layers measured")
+        tables["alone"] = layer_table(alone, every, seed, keep_measured=True)
 
     rng = np.random.default_rng(seed + 1)
     archs = [space.sample(rng) for _ in range(models)]
-    per_model, lat, mem = [], [], []
+    model_layers, lat, mem = [], [], []
     for i, arch in enumerate(archs, 1):
-        layers = [layer for _, layer in arch_layers(arch, resolution, num_classes)]
-        per_model.append(([table[layer.key][0] for layer in layers], layers))
+        model_layers.append([layer for _, layer in arch_layers(arch, resolution, num_classes)])
         m = measurer.model(arch, resolution, num_classes)
         lat.append(m["latency_ms"])
         mem.append(m["memory_mb"])
@@ -362,18 +423,38 @@ def build_resolution(measurer: Measurer, space, resolution: int, num_classes: in
             log(f"  {resolution} px: {i}/{models} whole models measured")
     lat, mem = np.array(lat), np.array(mem)
     held = np.arange(len(lat)) % 5 == 0  # a fifth held out for the figures, then refit on all
-    lat_name, lat_cv = choose_correction(LATENCY_FEATURES, per_model, lat, held, seed)
+
+    profiled = []
+    if profiled_models and measurer.profiler is not None:
+        # the measured models (never the held-out ones, whose figures stay honest), then more from the space
+        extra = np.random.default_rng(seed + 2)
+        profiled = [a for a, h in zip(archs, held) if not h][:profiled_models]
+        profiled += [space.sample(extra) for _ in range(profiled_models - len(profiled))]
+        tables["in a model"] = layer_table(in_model_samples(measurer, profiled, resolution, num_classes, log), every, seed,
+                                           keep_measured=False)
+
+    # the layer times (alone or in a model) and feature set whose correction cross-validates best
+    chosen = {}
+    for times, (table, _, _) in tables.items():
+        per_model = [([table[layer.key][0] for layer in layers], layers) for layers in model_layers]
+        name, scores = choose_correction(LATENCY_FEATURES, per_model, lat, held, seed)
+        chosen[times] = (scores.get(name, 0.0), name, scores, per_model)
+    times = min(chosen, key=lambda t: (round(chosen[t][0], 2), list(tables).index(t)))
+    _, lat_name, lat_cv, per_model = chosen[times]
+    table, rates, layer_choice = tables[times]
     mem_name, mem_cv = choose_correction(MEMORY_FEATURES, per_model, mem, held, seed)
     x_lat, x_mem = correction_matrix(LATENCY_FEATURES[lat_name], per_model), correction_matrix(MEMORY_FEATURES[mem_name], per_model)
     lat_fit, mem_fit = _linear(x_lat[~held], lat[~held]), _linear(x_mem[~held], mem[~held])
     validation = {"latency": error_figures(_apply(lat_fit, x_lat[held]), lat[held]),
-                  "memory": error_figures(_apply(mem_fit, x_mem[held]), mem[held]), "layer_model": choice,
+                  "memory": error_figures(_apply(mem_fit, x_mem[held]), mem[held]), "layer_model": layer_choice,
+                  "layer_times": {"chosen": times, "cv_mean_abs_error_pct": {t: c[0] for t, c in chosen.items()}},
                   "latency_correction": {"chosen": lat_name, "cv_mean_abs_error_pct": lat_cv},
                   "memory_correction": {"chosen": mem_name, "cv_mean_abs_error_pct": mem_cv}}
     return {
-        "layers": table, "fallback": fallback, "latency_fit": {**_linear(x_lat, lat), "features": lat_name},
-        "memory_fit": {**_linear(x_mem, mem), "features": mem_name}, "validation": validation,
-        "build": {"layer_configs": len(every), "layers_measured": len(sample), "models_measured": models,
+        "layers": table, "layer_times": times, "fallback": {"terms": [*COST_TERMS, *LAYER_KINDS], "rates": rates},
+        "latency_fit": {**_linear(x_lat, lat), "features": lat_name}, "memory_fit": {**_linear(x_mem, mem), "features": mem_name},
+        "validation": validation,
+        "build": {"layer_configs": len(every), "layers_measured": len(sample), "models_measured": models, "models_profiled": len(profiled),
                   "fresh_measurements": measurer.fresh - fresh_before, "seconds": round(time.perf_counter() - started, 1)},
     }
 
@@ -422,14 +503,17 @@ def _apply(fit: dict, x: np.ndarray) -> np.ndarray:
 
 
 def build_predictor(source, space, resolutions: list[int], num_classes: int, cache_path: str | Path, layer_budget: int,
-                    models: int, seed: int = 0, log=None) -> dict:
+                    models: int, profiled_models: int, seed: int = 0, log=None) -> dict:
     """Measure and fit; returns the predictor document (write it with ``save``)."""
     cache = MeasurementCache(cache_path)
     try:
         measurer = Measurer(source, cache)
+        if not layer_budget and not (profiled_models and measurer.profiler is not None):
+            raise PredictorError("with no layers measured alone (--layers 0) the layer times come from per-operator profiles of whole "
+                                 "models, which need an onnxruntime device profile measured here (--device) and --profiled-models > 0")
         per_res = {}
         for r in resolutions:
-            per_res[str(r)] = build_resolution(measurer, space, r, num_classes, layer_budget, models, seed, log)
+            per_res[str(r)] = build_resolution(measurer, space, r, num_classes, layer_budget, models, profiled_models, seed, log)
         return {"format": FORMAT, "version": VERSION, "device": measurer.device, "model_format": measurer.format,
                 "runtime": measurer.runtime, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "num_classes": num_classes,
                 "space": {"name": space.name, "base": space.base.summary(), "act": space.act}, "resolutions": per_res}

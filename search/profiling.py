@@ -15,6 +15,7 @@ from pathlib import Path
 from mnas.arch import Architecture
 
 STAGE = re.compile(r"^/blocks/blocks\.(\d+)/")
+LAYER = re.compile(r"^/blocks/blocks\.(\d+)/blocks\.\d+\.(\d+)/")
 STEM = ("/conv_stem/", "/bn1/", "/act1/")
 HEAD = ("/conv_head/", "/bn2/", "/act2/", "/classifier/", "/ReduceMean", "/Gemm")
 
@@ -32,6 +33,32 @@ def part_of(node: str, stage_to_block: list[int]) -> str:
     if node.startswith(HEAD):
         return "head"
     return "runtime (layout reorders)"
+
+
+def layer_times(arch: Architecture, nodes: list[dict], resolution: int, num_classes: int) -> list[float]:
+    """Each layer's time inside the model (ms, in ``mnas.layers.arch_layers`` order) from a
+    profile's nodes, which come in execution order: a layer's own nodes, plus the nodes the
+    runtime adds itself (layout reorders) after them, which it pays for where it runs."""
+    from mnas.layers import arch_layers
+
+    layers = arch_layers(arch, resolution, num_classes)
+    stages = [b for b, block in enumerate(arch.blocks) if block.layers]
+    index, seen = {}, {}
+    for k, (block, layer) in enumerate(layers):
+        if layer.kind == "layer":
+            index[(block, seen.get(block, 0))] = k
+            seen[block] = seen.get(block, 0) + 1
+    times, current = [0.0] * len(layers), 0
+    for node in nodes:
+        name, match = node["node"], LAYER.match(node["node"])
+        if match:
+            current = index[(stages[int(match.group(1))], int(match.group(2)))]
+        elif name.startswith(STEM):
+            current = 0
+        elif name.startswith(HEAD):
+            current = len(layers) - 1
+        times[current] += node["ms"]
+    return times
 
 
 def profile_architecture(arch: Architecture, profile, resolution: int, num_classes: int, runs: int = 30, predictor=None) -> dict:

@@ -126,6 +126,20 @@ def test_reference_profile_reports_the_ratio_times_the_calibration(tmp_path, a1_
     assert lite_a1["latency_ms"] / 2.0 == pytest.approx(lite_a1["reference"]["raw_latency_ms"] / lite_a1["reference"]["reference_ms"], rel=0.25)
 
 
+def test_profiling_with_a_reference_is_in_the_calibration_units(tmp_path):
+    """Per-operator profiles on a reference profile are scaled like its measurements: by the
+    calibrated figure (here an arbitrary 50 ms, some 40x the reference's real time) over the
+    reference's time next to the profiled runs."""
+    from devices.profiling import profile_model
+
+    plain = load_profile(write_profile(tmp_path / "p.yaml"))
+    steady = DeviceProfile.model_validate({**plain.model_dump(), "reference": {"model": "mnasnet-a1-64", "latency_ms": 50.0}})
+    raw, scaled = profile_model(plain, steady.reference.path, runs=10), profile_model(steady, steady.reference.path, runs=10)
+    reference_ms = measure_file(plain, steady.reference.path)["latency_ms"]
+    assert raw["scale"] == 1.0 and scaled["scale"] == pytest.approx(50.0 / reference_ms, rel=0.5)
+    assert sum(n["ms"] for n in scaled["nodes"]) == pytest.approx(sum(n["ms"] for n in raw["nodes"]) * scaled["scale"], rel=0.5)
+
+
 def test_reference_settings_are_checked_and_hashed_by_content(tmp_path):
     base = load_profile(write_profile(tmp_path / "p.yaml")).model_dump()
     named = DeviceProfile.model_validate({**base, "reference": {"model": "mnasnet-a1-64", "latency_ms": 1.0}})

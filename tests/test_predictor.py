@@ -15,7 +15,7 @@ from mnas.layers import arch_layers, space_layers
 from mnas.model import build_layer, build_model
 from mnas.presets import PRESETS
 from mnas.space import SearchSpace
-from search.predictor import FORMAT, Predictor, PredictorError, cost_estimate
+from search.predictor import FORMAT, MeasurementCache, Predictor, PredictorError, cost_estimate
 RESOLUTION, CLASSES = 32, 10
 # one process per measurement, as the quick profiles, but enough runs for a steady median:
 # at 32 px a run takes ~0.1 ms, so 50 runs cost nothing next to the process start
@@ -133,9 +133,10 @@ def built(tmp_path_factory):
     profile.write_text(STEADY_PROFILE)
     out = tmp / "pred.json"
     args = ["predictor", "build", "--device", str(profile), "--resolution", str(RESOLUTION), "--num-classes", str(CLASSES),
-            "--layers", "40", "--models", "10", "--out", str(out)]
-    first = run_cli(*args, timeout=900)
-    again = run_cli(*args, timeout=900)  # everything comes from the measurement cache: nothing is measured twice
+            "--models", "10", "--profiled-models", "8", "--cache", str(tmp / "cache.sqlite")]
+    first = run_cli(*args, "--layers", "40", "--out", str(out), timeout=900)
+    # layer times from the profiles alone, and everything from the measurement cache: nothing is measured twice
+    again = run_cli(*args, "--layers", "0", "--out", str(tmp / "in-model.json"), timeout=900)
     return profile, out, first, again
 
 
@@ -147,15 +148,42 @@ def test_build_writes_a_complete_versioned_predictor(built):
     part = doc["resolutions"][str(RESOLUTION)]
     assert len(part["layers"]) == 3895 and sum(m for _, m in part["layers"].values()) == 40
     assert all(ms > 0 for ms, _ in part["layers"].values())
-    assert "32 px: 40 of 3895 layer configs and 10 models measured (50 new)" in first.stdout
-    assert "(0 new)" in again.stdout and part["build"]["fresh_measurements"] == 0  # the file of the rerun: all from the cache
+    assert "32 px: 40 of 3895 layer configs and 10 models measured, 8 profiled (58 new)" in first.stdout
     v = part["validation"]
     assert v["layer_model"]["chosen"] in v["layer_model"]["cv_summed_abs_error_pct"] and v["latency"]["n"] == 2
+    # 8 training models: too few to cross-validate a correction, so the simpler layer times (alone) stay
+    assert part["layer_times"] == "alone" and set(v["layer_times"]["cv_mean_abs_error_pct"]) == {"alone", "in a model"}
     # the stored cost rates (what prices a layer off the table) land near the layers measured
     every = {layer.key: layer for layer in space_layers(SearchSpace(), RESOLUTION, CLASSES)}
     measured = [(every[key], ms) for key, (ms, exact) in part["layers"].items() if exact]
     ratio = cost_estimate(part["fallback"]["rates"], [layer for layer, _ in measured]) / np.array([ms for _, ms in measured])
     assert 0.8 < np.median(ratio) < 1.25 and np.mean(np.abs(ratio - 1) < 0.5) > 0.8, np.round(ratio, 2)
+
+
+def test_layer_times_inside_models_come_from_profiles(built):
+    """With --layers 0 every layer's figure is its time inside the profiled models (the per-operator
+    profile of the 8 training models, each node counted with its layer), regressed to the whole space."""
+    profile, out, first, again = built
+    assert "0 of 3895 layer configs and 10 models measured, 8 profiled (0 new)" in again.stdout and "layer times in a model" in again.stdout
+    part = json.loads((out.parent / "in-model.json").read_text())["resolutions"][str(RESOLUTION)]
+    assert part["layer_times"] == "in a model" and part["build"]["fresh_measurements"] == 0
+    rng = np.random.default_rng(1)  # the build's model draw (seed 0 + 1); every fifth (0, 5) is held out
+    archs = [SearchSpace().sample(rng) for _ in range(10)]
+    profiled = [archs[i] for i in range(10) if i % 5]
+    seen = {layer.key for arch in profiled for _, layer in arch_layers(arch, RESOLUTION, CLASSES)}
+    assert {key for key, (_, exact) in part["layers"].items() if exact} == seen
+    device, cache = json.loads(out.read_text())["device"]["hash"], MeasurementCache(out.parent / "cache.sqlite")
+    try:
+        for arch in profiled:
+            key = f"profile:{RESOLUTION}:{CLASSES}:{json.dumps(arch.to_dict(), sort_keys=True)}"
+            times = cache.get(device, key)["layers_ms"]
+            assert len(times) == len(arch_layers(arch, RESOLUTION, CLASSES)) and min(times) > 0, times
+    finally:
+        cache.close()
+    assert all(ms > 0 for ms, _ in part["layers"].values())
+    proc = run_cli("predictor", "build", "--device", "x86-litert-1t", "--resolution", "32", "--layers", "0", "--out",
+                   str(out.parent / "no.json"), check=False)
+    assert proc.returncode == 2 and "need an onnxruntime device profile measured here" in proc.stderr and "Traceback" not in proc.stderr
 
 
 @pytest.mark.slow  # measures ten models against a small build; accuracy figures at full size are in BENCHMARKS.md

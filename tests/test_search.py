@@ -454,7 +454,7 @@ def test_a_hybrid_search_predicts_every_trial_and_measures_some(tmp_path):
     cfg = tiny_config(tmp_path, max_trials=4, controller={"type": "random"})
     source = make_measurer(device=cfg["latency"]["device"])
     try:
-        predictor = save(build_predictor(source, SearchSpace(), [32], 10, tmp_path / "cache.sqlite", layer_budget=20, models=6),
+        predictor = save(build_predictor(source, SearchSpace(), [32], 10, tmp_path / "cache.sqlite", layer_budget=20, models=6, profiled_models=0),
                          tmp_path / "pred.json")
     finally:
         source.close()
