@@ -1,7 +1,8 @@
 """Latency/memory predictor accuracy on architectures the build never saw.
 
     python benchmarks/predictor.py --device x86-ort-1t --resolution 224 --validate 200
-    python benchmarks/predictor.py --device x86-ort-1t-quick --resolution 64 --layers 400 --models 60
+    python benchmarks/predictor.py --device x86-ort-1t-steady --resolution 64 --models 100 --profiled-models 300
+    python benchmarks/predictor.py --device x86-litert-1t-steady-224 --resolution 224 --layers 250 --models 100 --validate 100
 
 Builds a predictor (``search.predictor``; measurements cached in ``--cache``, so a rerun
 only fits), then measures ``--validate`` architectures sampled with seeds the build never
@@ -38,9 +39,9 @@ def main() -> None:
     parser.add_argument("--device", default="x86-ort-1t-quick")
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--num-classes", type=int, default=1000)
-    parser.add_argument("--layers", type=int, default=400)
+    parser.add_argument("--layers", type=int, default=None, help="layers measured alone (default: as mnas predictor build)")
     parser.add_argument("--models", type=int, default=100)
-    parser.add_argument("--profiled-models", type=int, default=200, help="whole models profiled per operator (0: none)")
+    parser.add_argument("--profiled-models", type=int, default=300, help="whole models profiled per operator (0: none)")
     parser.add_argument("--validate", type=int, default=200)
     parser.add_argument("--cache", default="runs/predictor-bench.sqlite")
     parser.add_argument("--out", default=None, help="predictor file (default runs/predictor-DEVICE-R.json)")

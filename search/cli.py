@@ -474,9 +474,10 @@ def predictor_build_cmd(
     on: Optional[str] = typer.Option(None, "--on", help="with --url: the device or pool at the service (default: its only one)"),
     token: Optional[str] = typer.Option(None, envvar="MNAS_LATENCY_TOKEN"),
     num_classes: int = typer.Option(1000, min=1, help="classifier outputs of the measured models"),
-    layers: int = typer.Option(400, min=0, help="layer configurations measured alone per resolution (the rest are regressed)"),
+    layers: Optional[int] = typer.Option(None, min=0, help="layer configurations measured alone per resolution (the rest are "
+                                         "regressed); default 0 where whole models are profiled per operator, else 400"),
     models: int = typer.Option(100, min=5, help="whole models measured per resolution (the correction and memory fit)"),
-    profiled_models: int = typer.Option(200, min=0, help="whole models profiled per operator per resolution, for each "
+    profiled_models: int = typer.Option(300, min=0, help="whole models profiled per operator per resolution, for each "
                                         "layer's time inside a model (onnxruntime profiles measured here; 0: layer times alone only)"),
     seed: int = typer.Option(0),
     cache: Optional[Path] = typer.Option(None, help="measurement cache (default OUT.cache.sqlite); a rerun resumes from it"),

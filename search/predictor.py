@@ -502,13 +502,21 @@ def _apply(fit: dict, x: np.ndarray) -> np.ndarray:
     return np.asarray(x) @ np.array(fit["coef"]) + fit["intercept"]
 
 
-def build_predictor(source, space, resolutions: list[int], num_classes: int, cache_path: str | Path, layer_budget: int,
+LAYERS_ALONE = 400  # layers measured alone per resolution where whole models cannot be profiled per operator
+
+
+def build_predictor(source, space, resolutions: list[int], num_classes: int, cache_path: str | Path, layer_budget: int | None,
                     models: int, profiled_models: int, seed: int = 0, log=None) -> dict:
-    """Measure and fit; returns the predictor document (write it with ``save``)."""
+    """Measure and fit; returns the predictor document (write it with ``save``). ``layer_budget``
+    None: no layers alone where the build profiles whole models (their layers' times inside a
+    model predict better: BENCHMARKS.md), else ``LAYERS_ALONE``."""
     cache = MeasurementCache(cache_path)
     try:
         measurer = Measurer(source, cache)
-        if not layer_budget and not (profiled_models and measurer.profiler is not None):
+        profiling = bool(profiled_models) and measurer.profiler is not None
+        if layer_budget is None:
+            layer_budget = 0 if profiling else LAYERS_ALONE
+        if not layer_budget and not profiling:
             raise PredictorError("with no layers measured alone (--layers 0) the layer times come from per-operator profiles of whole "
                                  "models, which need an onnxruntime device profile measured here (--device) and --profiled-models > 0")
         per_res = {}
