@@ -15,7 +15,7 @@ from mnas.layers import arch_layers, space_layers
 from mnas.model import build_layer, build_model
 from mnas.presets import PRESETS
 from mnas.space import SearchSpace
-from search.predictor import FORMAT, MeasurementCache, Predictor, PredictorError, cost_estimate
+from search.predictor import FORMAT, MeasurementCache, Predictor, PredictorError, cost_estimate, cross_fitted, in_model_samples
 RESOLUTION, CLASSES = 32, 10
 # one process per measurement, as the quick profiles, but enough runs for a steady median:
 # at 32 px a run takes ~0.1 ms, so 50 runs cost nothing next to the process start
@@ -292,3 +292,27 @@ def test_profile_shows_where_the_time_goes(built, tmp_path):
                           (["--url", "http://127.0.0.1:9"], "give --device PROFILE")):
         proc = run_cli("latency", "profile", str(path), *args, "--resolution", str(RESOLUTION), check=False)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_the_correction_sees_each_training_model_through_a_layer_model_fitted_without_it():
+    """Cross-fitting: a model whose own profile is off (3x, as if disturbed) would pull its
+    in-sample figures along; its cross-fitted figures come from the other models' profiles
+    only, and the held-out models' figures are the table's."""
+    space = SearchSpace()
+    archs = [space.sample(100 + i) for i in range(13)]
+    model_layers = [[layer for _, layer in arch_layers(a, RESOLUTION, CLASSES)] for a in archs]
+    held = np.arange(13) % 5 == 0  # 10 training models: enough to cross-validate
+    rates = [1e-6, 2e-6, 4e-6, 1e-5, 1e-6, 1e-6, 0.0, 2e-3, 0.05, 0.1, 0.01]  # ms per unit of each cost term
+    true = [cost_estimate(rates, layers) for layers in model_layers]
+    trained = np.flatnonzero(~held)
+    off = trained[3]
+    profiles = [(model_layers[i], list(true[i] * (3.0 if i == off else 1.0))) for i in trained]
+    samples = in_model_samples(profiles)
+    table = {key: [ms, 1] for key, (_, ms) in samples.items()}
+    for layers in model_layers:
+        table.update({layer.key: [float(ms), 0] for layer, ms in zip(layers, cost_estimate(rates, layers)) if layer.key not in table})
+    figures = cross_fitted(profiles, model_layers, ~held, "cost terms", table, seed=0)
+    assert all(figures[i] == [table[layer.key][0] for layer in model_layers[i]] for i in np.flatnonzero(held))
+    in_sample = sum(table[layer.key][0] for layer in model_layers[off])
+    assert in_sample > 1.2 * true[off].sum()  # its own disturbed profile is in the table
+    assert sum(figures[off]) == pytest.approx(true[off].sum(), rel=0.05)  # but not in its cross-fitted figures
