@@ -52,55 +52,27 @@ def profile_model(profile: DeviceProfile, model_path: str | Path, runs: int = 30
     return result
 
 
-def _session(path: str, threads: int, trace_dir: str | None):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.log_severity_level = 3
-    if trace_dir:
-        so.enable_profiling = True
-        so.profile_file_prefix = str(Path(trace_dir, "ort"))
-    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-
-
-def _feed(session) -> dict | None:
-    import numpy as np
-
-    inp = session.get_inputs()[0]
-    if not all(isinstance(d, int) for d in inp.shape):
-        return None
-    return {inp.name: np.random.default_rng(0).random(inp.shape).astype(np.float32)}
-
-
 def _run(request: dict) -> dict:
-    import onnxruntime as ort
+    from devices.worker import OnnxRuntimeModel, WorkerError, load_reference, resolve_shape
 
     if request.get("cpus"):
         os.sched_setaffinity(0, request["cpus"])
-    try:
-        session = _session(request["model"], request["threads"], request["trace_dir"])
-    except Exception as exc:
-        return {"ok": False, "kind": "corrupt_model", "error": f"the runtime cannot load the model: {str(exc)[:400]}"}
-    feed = _feed(session)
-    if feed is None:
-        return {"ok": False, "kind": "bad_input_shape", "error": f"the model's input shape {session.get_inputs()[0].shape} is dynamic"}
-    reference = _session(request["reference"], request["threads"], None) if request.get("reference") else None
-    reference_feed = _feed(reference) if reference else None
+    try:  # the measurement's session settings (devices.worker), profiled
+        model = OnnxRuntimeModel(request["model"], request["threads"], trace_dir=request["trace_dir"])
+        model.prepare(resolve_shape(model.input_shape(), None))
+        reference = load_reference(request["reference"], request["threads"]) if request.get("reference") else None
+    except WorkerError as exc:
+        return {"ok": False, "kind": exc.kind, "error": str(exc)}
     reference_times = []
     for i in range(request["warmup"] + request["runs"]):
-        session.run(None, feed)
+        model.run()
         if reference is not None:
             start = time.perf_counter_ns()
-            reference.run(None, reference_feed)
+            reference.run()
             if i >= request["warmup"]:
                 reference_times.append((time.perf_counter_ns() - start) / 1e6)
     scale = request["reference_ms"] / statistics.median(reference_times) if reference is not None else 1.0
-    trace = json.loads(Path(session.end_profiling()).read_text())
+    trace = json.loads(Path(model.session.end_profiling()).read_text())
     nodes: dict[str, dict] = {}
     runs = []
     for event in trace:
@@ -113,7 +85,7 @@ def _run(request: dict) -> dict:
     skip = request["warmup"]
     table = [{"node": name, "op": e["op"], "ms": statistics.median(e["times"][skip:] or e["times"]) * scale} for name, e in nodes.items()]
     return {"ok": True, "nodes": table, "run_ms": statistics.median(runs[skip:] or runs) * scale, "runs": request["runs"],
-            "scale": scale, "runtime": {"name": "onnxruntime", "version": ort.__version__}}
+            "scale": scale, "runtime": model.runtime}
 
 
 def main() -> None:

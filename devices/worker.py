@@ -85,7 +85,8 @@ def classify(exc: Exception) -> WorkerError:
 
 
 class OnnxRuntimeModel:
-    def __init__(self, path: str, threads: int):
+    def __init__(self, path: str, threads: int, trace_dir: str | None = None):
+        """``trace_dir``: profile every run per operator, the trace written there (devices.profiling)."""
         import onnxruntime as ort
 
         so = ort.SessionOptions()
@@ -95,6 +96,9 @@ class OnnxRuntimeModel:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3
+        if trace_dir:
+            so.enable_profiling = True
+            so.profile_file_prefix = os.path.join(trace_dir, "ort")
         try:
             self.session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
         except Exception as exc:

@@ -224,6 +224,9 @@ class MeasurementCache:
         self.db.close()
 
 
+PROFILED_RUNS, PROFILE_WARMUP = 20, 10  # per profiled whole model: per-node medians over 20 runs
+
+
 class Measurer:
     """Exports a layer or a model and measures it on the source, through the cache."""
 
@@ -235,15 +238,23 @@ class Measurer:
         self.runtime: dict = {}
         self.fresh = 0
 
-    def _measure(self, key: str, export) -> dict:
+    def _cached(self, key: str, suffix: str, export, compute) -> dict:
+        """The cached answer for ``key``; else the item exported to a temporary ``m.SUFFIX`` file,
+        ``compute(path)``, cached."""
         hit = self.cache.get(self.device["hash"], key)
         if hit is None:
             with tempfile.TemporaryDirectory(prefix="mnas-predictor-") as tmp:
-                path = export(Path(tmp) / f"m.{self.format}")
-                result = self.source.measure(path)
-            hit = {"latency_ms": result["latency_ms"], "memory_mb": result["peak_memory_mb"], "runtime": result.get("runtime", {})}
+                hit = compute(export(Path(tmp) / f"m.{suffix}"))
             self.cache.put(self.device["hash"], key, hit)
             self.fresh += 1
+        return hit
+
+    def _measure(self, key: str, export) -> dict:
+        def measured(path) -> dict:
+            result = self.source.measure(path)
+            return {"latency_ms": result["latency_ms"], "memory_mb": result["peak_memory_mb"], "runtime": result.get("runtime", {})}
+
+        hit = self._cached(key, self.format, export, measured)
         self.runtime = self.runtime or hit["runtime"]
         return hit
 
@@ -274,23 +285,18 @@ class Measurer:
         from mnas.export import export_architecture
         from search.profiling import layer_times
 
+        def profiled(path) -> dict:
+            try:
+                result = profile_model(self.profiler, path, runs=PROFILED_RUNS, warmup=PROFILE_WARMUP)
+            except MeasurementError as exc:
+                raise PredictorError(f"profiling a whole model on {self.device['name']} failed: {exc}") from None
+            return {"layers_ms": layer_times(arch, result["nodes"], resolution, num_classes)}
+
         key = f"profile:{resolution}:{num_classes}:{json.dumps(arch.to_dict(), sort_keys=True)}"
-        hit = self.cache.get(self.device["hash"], key)
-        if hit is None:
-            with tempfile.TemporaryDirectory(prefix="mnas-predictor-") as tmp:
-                path = export_architecture(arch, Path(tmp) / "m.onnx", "onnx", resolution, num_classes)
-                try:
-                    result = profile_model(self.profiler, path, runs=PROFILED_RUNS, warmup=PROFILE_WARMUP)
-                except MeasurementError as exc:
-                    raise PredictorError(f"profiling a whole model on {self.device['name']} failed: {exc}") from None
-            hit = {"layers_ms": layer_times(arch, result["nodes"], resolution, num_classes)}
-            self.cache.put(self.device["hash"], key, hit)
-            self.fresh += 1
-        return hit["layers_ms"]
+        return self._cached(key, "onnx", lambda p: export_architecture(arch, p, "onnx", resolution, num_classes), profiled)["layers_ms"]
 
 
 # ----- building ------------------------------------------------------------------------------
-PROFILED_RUNS, PROFILE_WARMUP = 20, 10  # per profiled whole model: per-node medians over 20 runs
 def sample_layers(layers: list[LayerConfig], budget: int, seed: int) -> list[LayerConfig]:
     """All stems and heads, then round-robin over (size, op, kernel, stride) groups, shuffled."""
     rng = np.random.default_rng(seed)
@@ -478,7 +484,7 @@ def build_resolution(measurer: Measurer, space, resolution: int, num_classes: in
 
     figures = {times: table_figures(table, model_layers) for times, (table, _, _) in tables.items()}  # for the correction
     profiled = []
-    if profiled_models and measurer.profiler is not None:
+    if profiled_models:  # build_predictor zeroes it where the source cannot profile
         # the measured models (never the held-out ones, whose figures stay honest), then more from the space
         extra = np.random.default_rng(seed + 2)
         profiled = [a for a, h in zip(archs, held) if not h][:profiled_models]
@@ -577,10 +583,10 @@ def build_predictor(source, space, resolutions: list[int], num_classes: int, cac
     cache = MeasurementCache(cache_path)
     try:
         measurer = Measurer(source, cache)
-        profiling = bool(profiled_models) and measurer.profiler is not None
+        profiled_models = profiled_models if measurer.profiler is not None else 0
         if layer_budget is None:
-            layer_budget = 0 if profiling else LAYERS_ALONE
-        if not layer_budget and not profiling:
+            layer_budget = 0 if profiled_models else LAYERS_ALONE
+        if not layer_budget and not profiled_models:
             raise PredictorError("with no layers measured alone (--layers 0) the layer times come from per-operator profiles of whole "
                                  "models, which need an onnxruntime device profile measured here (--device) and --profiled-models > 0")
         per_res = {}

@@ -20,6 +20,11 @@ STEM = ("/conv_stem/", "/bn1/", "/act1/")
 HEAD = ("/conv_head/", "/bn2/", "/act2/", "/classifier/", "/ReduceMean", "/Gemm")
 
 
+def stage_blocks(arch: Architecture) -> list[int]:
+    """The block index of each exported stage S: the exporter numbers only the non-empty blocks."""
+    return [i for i, block in enumerate(arch.blocks) if block.layers]
+
+
 def part_names(arch: Architecture) -> list[str]:
     return ["stem"] + [f"block {i + 1}" for i in range(len(arch.blocks))] + ["head"]
 
@@ -42,7 +47,7 @@ def layer_times(arch: Architecture, nodes: list[dict], resolution: int, num_clas
     from mnas.layers import arch_layers
 
     layers = arch_layers(arch, resolution, num_classes)
-    stages = [b for b, block in enumerate(arch.blocks) if block.layers]
+    stages = stage_blocks(arch)
     index, seen = {}, {}
     for k, (block, layer) in enumerate(layers):
         if layer.kind == "layer":
@@ -69,7 +74,7 @@ def profile_architecture(arch: Architecture, profile, resolution: int, num_class
     with tempfile.TemporaryDirectory(prefix="mnas-profile-") as tmp:
         path = export_architecture(arch, Path(tmp) / "model.onnx", "onnx", resolution, num_classes)
         result = profile_model(profile, path, runs=runs)
-    stage_to_block = [i for i, block in enumerate(arch.blocks) if block.layers]
+    stage_to_block = stage_blocks(arch)
     names = part_names(arch)
     measured = {name: 0.0 for name in names}
     for node in result["nodes"]:
