@@ -129,15 +129,20 @@ def test_reference_profile_reports_the_ratio_times_the_calibration(tmp_path, a1_
 def test_profiling_with_a_reference_is_in_the_calibration_units(tmp_path):
     """Per-operator profiles on a reference profile are scaled like its measurements: by the
     calibrated figure (here an arbitrary 50 ms, some 40x the reference's real time) over the
-    reference's time next to the profiled runs."""
+    reference's time next to the profiled runs.
+
+    The plain and the scaled profiles are separate runs (one hot, one interleaved with the
+    reference) on a machine that may be busy, so their raw times can differ by 1.5x; the
+    bands are a factor of 3, against the factor of ~40 that a missing scaling would leave."""
     from devices.profiling import profile_model
 
     plain = load_profile(write_profile(tmp_path / "p.yaml"))
     steady = DeviceProfile.model_validate({**plain.model_dump(), "reference": {"model": "mnasnet-a1-64", "latency_ms": 50.0}})
     raw, scaled = profile_model(plain, steady.reference.path, runs=10), profile_model(steady, steady.reference.path, runs=10)
     reference_ms = measure_file(plain, steady.reference.path)["latency_ms"]
-    assert raw["scale"] == 1.0 and scaled["scale"] == pytest.approx(50.0 / reference_ms, rel=0.5)
-    assert sum(n["ms"] for n in scaled["nodes"]) == pytest.approx(sum(n["ms"] for n in raw["nodes"]) * scaled["scale"], rel=0.5)
+    assert raw["scale"] == 1.0 and 1 / 3 < scaled["scale"] / (50.0 / reference_ms) < 3
+    assert 1 / 3 < sum(n["ms"] for n in scaled["nodes"]) / (sum(n["ms"] for n in raw["nodes"]) * scaled["scale"]) < 3
+    assert 1 / 3 < sum(n["ms"] for n in scaled["nodes"]) / scaled["run_ms"] < 1.2  # nodes and the run in the same units
 
 
 def test_reference_settings_are_checked_and_hashed_by_content(tmp_path):
