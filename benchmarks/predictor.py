@@ -1,7 +1,7 @@
 """Latency/memory predictor accuracy on architectures the build never saw.
 
     python benchmarks/predictor.py --device x86-ort-1t --resolution 224 --validate 200
-    python benchmarks/predictor.py --device x86-ort-1t-steady --resolution 64 --models 100 --profiled-models 300
+    python benchmarks/predictor.py --device x86-ort-1t-steady --resolution 64 --models 100 --profiled-models 500
     python benchmarks/predictor.py --device x86-litert-1t-steady-224 --resolution 224 --layers 250 --models 100 --validate 100
 
 Builds a predictor (``search.predictor``; measurements cached in ``--cache``, so a rerun
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _machine import machine_line  # noqa: E402
 from latency_service.client import make_measurer  # noqa: E402
 from mnas.space import SearchSpace  # noqa: E402
-from search.predictor import MeasurementCache, Measurer, Predictor, build_predictor, error_figures, save  # noqa: E402
+from search.predictor import PROFILED_MODELS, MeasurementCache, Measurer, Predictor, build_predictor, error_figures, save  # noqa: E402
 
 
 def main() -> None:
@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--num-classes", type=int, default=1000)
     parser.add_argument("--layers", type=int, default=None, help="layers measured alone (default: as mnas predictor build)")
     parser.add_argument("--models", type=int, default=100)
-    parser.add_argument("--profiled-models", type=int, default=300, help="whole models profiled per operator (0: none)")
+    parser.add_argument("--profiled-models", type=int, default=PROFILED_MODELS, help="whole models profiled per operator (0: none)")
     parser.add_argument("--validate", type=int, default=200)
     parser.add_argument("--cache", default="runs/predictor-bench.sqlite")
     parser.add_argument("--out", default=None, help="predictor file (default runs/predictor-DEVICE-R.json)")

@@ -477,8 +477,9 @@ def predictor_build_cmd(
     layers: Optional[int] = typer.Option(None, min=0, help="layer configurations measured alone per resolution (the rest are "
                                          "regressed); default 0 where whole models are profiled per operator, else 400"),
     models: int = typer.Option(100, min=5, help="whole models measured per resolution (the correction and memory fit)"),
-    profiled_models: int = typer.Option(300, min=0, help="whole models profiled per operator per resolution, for each "
-                                        "layer's time inside a model (onnxruntime profiles measured here; 0: layer times alone only)"),
+    profiled_models: Optional[int] = typer.Option(None, min=0, help="whole models profiled per operator per resolution, for "
+                                                  "each layer's time inside a model (onnxruntime profiles measured here; default "
+                                                  "500; 0: layer times alone only)"),
     seed: int = typer.Option(0),
     cache: Optional[Path] = typer.Option(None, help="measurement cache (default OUT.cache.sqlite); a rerun resumes from it"),
     space: str = typer.Option("mnasnet", help="the search space whose layers it covers: a shipped name or a space YAML file"),

@@ -573,17 +573,22 @@ def _apply(fit: dict, x: np.ndarray) -> np.ndarray:
 
 
 LAYERS_ALONE = 400  # layers measured alone per resolution where whole models cannot be profiled per operator
+# Whole models profiled per operator per resolution, where the source can. On an Intel VM, of 200
+# unseen models within +-10%: 64 px 97.0% (300 profiled, before cross-fitting), 98.5% (300),
+# 100% (500); 224 px 99.5% at both, RMSE 3.0% -> 2.7%. Each costs 1.2-2.3 s (BENCHMARKS.md).
+PROFILED_MODELS = 500
 
 
 def build_predictor(source, space, resolutions: list[int], num_classes: int, cache_path: str | Path, layer_budget: int | None,
-                    models: int, profiled_models: int, seed: int = 0, log=None) -> dict:
+                    models: int, profiled_models: int | None = None, seed: int = 0, log=None) -> dict:
     """Measure and fit; returns the predictor document (write it with ``save``). ``layer_budget``
     None: no layers alone where the build profiles whole models (their layers' times inside a
-    model predict better: BENCHMARKS.md), else ``LAYERS_ALONE``."""
+    model predict better: BENCHMARKS.md), else ``LAYERS_ALONE``; ``profiled_models`` None:
+    ``PROFILED_MODELS``."""
     cache = MeasurementCache(cache_path)
     try:
         measurer = Measurer(source, cache)
-        profiled_models = profiled_models if measurer.profiler is not None else 0
+        profiled_models = (PROFILED_MODELS if profiled_models is None else profiled_models) if measurer.profiler is not None else 0
         if layer_budget is None:
             layer_budget = 0 if profiled_models else LAYERS_ALONE
         if not layer_budget and not profiled_models:
