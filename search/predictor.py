@@ -588,7 +588,10 @@ def build_predictor(source, space, resolutions: list[int], num_classes: int, cac
     cache = MeasurementCache(cache_path)
     try:
         measurer = Measurer(source, cache)
-        profiled_models = (PROFILED_MODELS if profiled_models is None else profiled_models) if measurer.profiler is not None else 0
+        if measurer.profiler is None:
+            profiled_models = 0
+        elif profiled_models is None:
+            profiled_models = PROFILED_MODELS
         if layer_budget is None:
             layer_budget = 0 if profiled_models else LAYERS_ALONE
         if not layer_budget and not profiled_models:
