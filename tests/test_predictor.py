@@ -316,3 +316,16 @@ def test_the_correction_sees_each_training_model_through_a_layer_model_fitted_wi
     in_sample = sum(table[layer.key][0] for layer in model_layers[off])
     assert in_sample > 1.2 * true[off].sum()  # its own disturbed profile is in the table
     assert sum(figures[off]) == pytest.approx(true[off].sum(), rel=0.05)  # but not in its cross-fitted figures
+
+
+def test_the_build_commands_help_states_the_builders_defaults():
+    """The CLI keeps numpy out of its start-up, so its help writes the builder's defaults as
+    text; this ties them to the constants the build uses."""
+    import typer.main
+
+    from search.cli import app
+    from search.predictor import LAYERS_ALONE, PROFILED_MODELS
+
+    build = typer.main.get_command(app).commands["predictor"].commands["build"]
+    helps = {param.name: param.help for param in build.params}
+    assert f"else {LAYERS_ALONE}" in helps["layers"] and f"default {PROFILED_MODELS};" in helps["profiled_models"]
