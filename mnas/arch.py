@@ -85,6 +85,11 @@ def make_divisible(value: float, divisor: int = 8) -> int:
     return new + divisor if new < 0.9 * value else new
 
 
+def round_filters(filters: int, width_mult: float = 1.0, divisor: int = 8) -> int:
+    """TF ``round_filters``: a width multiplier's channel count (scaled, then ``make_divisible``)."""
+    return filters if width_mult == 1.0 else make_divisible(filters * width_mult, divisor)
+
+
 def has_shortcut(skip: str, in_chs: int, out_chs: int, stride: int) -> bool:
     """Whether a layer adds a shortcut: always for ``pool``, for ``identity`` only where shapes match."""
     return skip == "pool" or (skip == "identity" and stride == 1 and in_chs == out_chs)
@@ -212,6 +217,16 @@ class Architecture(BaseModel):
 
     def summary(self) -> str:
         return ", ".join(self.to_timm())
+
+    def widened(self, width_mult: float) -> "Architecture":
+        """This network at a width multiplier, as an architecture of its own: stem and block
+        filters scaled as the model builder scales them (the head kept), so that building the
+        result at width 1.0 builds this one at ``width_mult``. A baseline matched to a latency
+        target by its width is then an ordinary architecture (measured, exported, trained)."""
+        if width_mult <= 0:
+            raise ArchitectureError(f"width multiplier must be positive (got {width_mult})")
+        blocks = [b.model_copy(update={"filters": round_filters(b.filters, width_mult)}) for b in self.blocks]
+        return self.model_copy(update={"stem": round_filters(self.stem, width_mult), "blocks": tuple(blocks)})
 
 
 def _describe(exc: ValidationError) -> str:

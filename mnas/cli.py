@@ -150,6 +150,7 @@ def train_cmd(
     lr: Optional[float] = typer.Option(None, help="peak learning rate (default 0.2 x batch/256)"),
     label_smoothing: float = typer.Option(0.0),
     width_mult: float = typer.Option(1.0),
+    stride_cuts: Optional[int] = typer.Option(None, min=0, max=6, help="leading stride-2 steps run at stride 1 (default by resolution)"),
     limit: Optional[int] = typer.Option(None, help="train on a stratified subset of this many images"),
     stage1: bool = typer.Option(False, help="train on the 90% search split and evaluate on the 10% held out"),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
@@ -164,7 +165,7 @@ def train_cmd(
     architecture = load_architecture(arch)
     cfg = TrainConfig(
         epochs=epochs, batch_size=batch_size, resolution=resolution, lr=lr, label_smoothing=label_smoothing,
-        width_mult=width_mult, device=device, seed=seed,
+        width_mult=width_mult, stride_cuts=stride_cuts, device=device, seed=seed,
     )
     dataset = load_dataset(data)
     train_src, eval_src = dataset.stage1(seed) if stage1 else dataset.stage2()

@@ -13,21 +13,10 @@ import math
 import torch
 from torch import nn
 
-from mnas.arch import Architecture, BlockSpec
+from mnas.arch import Architecture, BlockSpec, round_filters  # noqa: F401  (round_filters: re-exported)
 from mnas.layers import LayerConfig
 from mnas.blocks import ConvLayer, DepthwiseSeparable, InvertedResidual, activation, batch_norm
 from mnas.recipe import check_width_mult, small_input_cuts  # noqa: F401  (small_input_cuts: re-exported)
-
-
-def round_filters(filters: int, width_mult: float = 1.0, divisor: int = 8) -> int:
-    """TF ``round_filters``: scale, round to the divisor, never drop more than 10%."""
-    if width_mult == 1.0:
-        return filters
-    scaled = filters * width_mult
-    new = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
-    if new < 0.9 * scaled:
-        new += divisor
-    return int(new)
 
 
 def make_layer(block: BlockSpec, in_chs: int, out_chs: int, stride: int, act: str, se_style: str = "input") -> nn.Module:

@@ -90,3 +90,16 @@ def test_stride_cuts_keep_small_inputs_spatial():
     assert cut.blocks[2][0].conv_dw.stride == (2, 2)
     assert sum(p.numel() for p in cut.parameters()) == sum(p.numel() for p in full.parameters())
     assert [small_input_cuts(r) for r in (224, 128, 96, 64, 32, 16)] == [0, 0, 1, 1, 2, 2]
+
+
+@pytest.mark.parametrize("name,width", [("mobilenet-v2", 0.35), ("mobilenet-v3-small", 1.4), ("mnasnet-a1", 0.75)])
+def test_a_widened_architecture_builds_the_network_at_that_width(name, width):
+    from mnas.presets import PRESETS
+
+    arch = PRESETS[name]
+    widened = arch.widened(width)
+    at_width = build_model(arch, 10, width_mult=width)
+    alone = build_model(widened, 10)
+    assert [p.shape for p in alone.parameters()] == [p.shape for p in at_width.parameters()]
+    assert widened.head == arch.head and widened.stem != arch.stem  # the head is kept, as the builder keeps it
+    assert arch.widened(1.0) == arch

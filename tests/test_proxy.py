@@ -171,6 +171,14 @@ def test_the_proxy_tool_chain_end_to_end(tmp_path):
     assert base["baseline"]["plateau_epoch"] in (1, 2)
 
     before = len(_study_rows(out))
+    repeated = mnas_json("proxy", "reference", config, "--repeats", "2", *common)  # the 3 models again, seed + 1; the first 3 kept
+    assert len(_study_rows(out)) == before + 3 and repeated["repeats"] == 2 and repeated["runs"][0] == ref["accuracy"]
+    second = repeated["runs"][1]
+    assert repeated["accuracy"] == {n: pytest.approx((ref["accuracy"][n] + second[n]) / 2) for n in names}
+    expected = kendalltau([ref["accuracy"][n] for n in names], [second[n] for n in names]).statistic
+    assert repeated["self_agreement"]["tau"] == pytest.approx(expected, nan_ok=True)
+
+    before = len(_study_rows(out))
     again = mnas("proxy", "reference", config, "--out", out)  # everything is stored: nothing trains again
     assert len(_study_rows(out)) == before and "] reference" not in again.stdout + again.stderr
 
@@ -241,3 +249,17 @@ def test_prefilter_skips_candidates_whose_score_is_below_the_running_quantile(tm
             if t["cached_from"] is None:
                 trained.append(params)
     assert skipped >= 1 and f"{skipped} prefiltered" in proc.stdout
+
+
+def test_self_agreement_is_the_mean_tau_of_every_two_repeats_and_the_pooled_seed_spread():
+    from search.proxy.settings import self_agreement
+
+    runs = [{"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4}, {"a": 0.1, "b": 0.3, "c": 0.2, "d": 0.4}, {"a": 0.4, "b": 0.3, "c": 0.2, "d": 0.1}]
+    agree = self_agreement(runs)
+    # pairs: (0,1) one discordant pair of six -> 4/6; (0,2) reversed -> -1; (1,2) -4/6
+    assert [p["repeats"] for p in agree["pairs"]] == [[0, 1], [0, 2], [1, 2]]
+    assert [p["tau"] for p in agree["pairs"]] == pytest.approx([4 / 6, -1.0, -4 / 6])
+    assert agree["tau"] == pytest.approx((4 / 6 - 1 - 4 / 6) / 3)
+    stds = [np.std([r[n] for r in runs], ddof=1) for n in "abcd"]
+    assert agree["accuracy_std"] == pytest.approx(np.sqrt(np.mean(np.square(stds))))
+    assert self_agreement(runs[:1]) is None

@@ -196,6 +196,8 @@ def reference_cmd(
     epochs: Optional[int] = typer.Option(None, min=1, help="full-recipe epochs (default: the study's earlier choice, else 4 x the proxy's)"),
     data_fraction: Optional[float] = typer.Option(None, min=0.01, max=1.0, help="share of the stage-1 training split (default all of it; "
                                                   "less only where full training is out of reach, e.g. on a CPU)"),
+    repeats: Optional[int] = typer.Option(None, min=1, help="train each model this many times with other seeds and report how well "
+                                          "the repeats agree (Kendall tau): a reference must rank before it can judge a proxy (default 1)"),
     out: Optional[Path] = typer.Option(None, help=OUT_HELP),
     executor: Optional[str] = typer.Option(None, help=EXECUTOR_HELP),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
@@ -205,10 +207,10 @@ def reference_cmd(
     from search.proxy.settings import REFERENCE, run_reference
 
     with _open(config, out) as study:
-        ref = run_reference(study, epochs, _progress, _executor(executor), data_fraction)
+        ref = run_reference(study, epochs, _progress, _executor(executor), data_fraction, repeats)
+        setting = {"epochs": ref["epochs"], "data_fraction": ref["data_fraction"]}
         curves = {row["meta"]["name"]: study.store.curves(stage=3).get(row["id"], []) for row in study.store.trials(stage=3)
-                  if row["meta"].get("step") == REFERENCE and row["meta"].get("setting") == {"epochs": ref["epochs"],
-                                                                                               "data_fraction": ref["data_fraction"]}}
+                  if row["meta"].get("step") == REFERENCE and row["meta"].get("setting") == setting and row["meta"].get("seed") is None}
         plot = plot_curves(curves, f"reference: {ref['epochs']} epochs", study.dir / "proxy" / "reference.png")
         if _emit(ref, as_json):
             return
@@ -216,6 +218,9 @@ def reference_cmd(
              + ", ".join(f"{n} {a:.4f}" for n, a in sorted(ref["accuracy"].items())))
         _log("tau of the reference curve at each epoch vs its final ranking: "
              + ", ".join(f"epoch {s['epoch']} {_fmt(s['tau_vs_final'], 2)}" for s in ref["settle"]) + f"; plot {plot}")
+        if agree := ref.get("self_agreement"):
+            _log(f"the {ref['repeats']} repeats agree at Kendall tau {_fmt(agree['tau'], 3)} (seed-to-seed top-1 std "
+                 f"{_fmt(agree['accuracy_std'])}); aim for >= 0.7 before judging proxies against this reference")
 
 
 @user_errors

@@ -28,31 +28,61 @@ from search.proxy.study import Job, Study, StudyError, parse_setting, setting_la
 REFERENCE, SETTING = "reference", "setting"
 
 
-def reference_jobs(study: Study, epochs: int, data_fraction: float = 1.0) -> list[Job]:
+def reference_jobs(study: Study, epochs: int, data_fraction: float = 1.0, repeats: int = 1) -> list[Job]:
+    """The selected models with the full recipe, ``repeats`` times each: repeat 0 with the
+    config's seed (the jobs a study without repeats trained), repeat r with the seed + r."""
     setting = {"epochs": epochs, "data_fraction": data_fraction}
-    return [Job.make(REFERENCE, name, arch, setting, curve=True) for name, arch in selected_models(study)]
+    seeds = [None] + [study.config.seed + r for r in range(1, repeats)]
+    return [Job.make(REFERENCE, name, arch, setting, seed=seed, curve=True) for seed in seeds for name, arch in selected_models(study)]
+
+
+def self_agreement(runs: list[dict[str, float]]) -> dict | None:
+    """How well the reference agrees with itself: Kendall tau between every two repeats
+    (trained alike, seeds apart) over the models both finished; None with one repeat. A
+    reference that does not agree with itself cannot tell a proxy that ranks from one that
+    does not, so ``mnas proxy search`` is only as good as this figure."""
+    if len(runs) < 2:
+        return None
+    pairs = []
+    for i, j in itertools.combinations(range(len(runs)), 2):
+        names = sorted(set(runs[i]) & set(runs[j]))
+        pairs.append({"repeats": [i, j], **agreement([runs[i][n] for n in names], [runs[j][n] for n in names]).as_dict()})
+    taus = [p["tau"] for p in pairs if not math.isnan(p["tau"])]
+    spread = [float(np.std([r[n] for r in runs if n in r], ddof=1)) for n in sorted(set.intersection(*map(set, runs)))]
+    return {"tau": float(np.mean(taus)) if taus else math.nan, "pairs": pairs,
+            "accuracy_std": float(np.sqrt(np.mean(np.square(spread)))) if spread else math.nan}
 
 
 def run_reference(study: Study, epochs: int | None, log: Callable[[str], None], executor: str | None = None,
-                  data_fraction: float | None = None) -> dict:
+                  data_fraction: float | None = None, repeats: int | None = None) -> dict:
     """Train the selected models with the full recipe (all of the stage-1 training split unless
-    ``data_fraction`` says less); stored as ``reference`` (accuracy per model)."""
+    ``data_fraction`` says less), ``repeats`` times with other seeds; stored as ``reference``
+    (the mean accuracy per model, and the repeats' agreement with each other)."""
     earlier = study.get("reference") or {}
     epochs = epochs or earlier.get("epochs") or 4 * study.config.proxy.epochs
     data_fraction = data_fraction or earlier.get("data_fraction") or 1.0
-    jobs = reference_jobs(study, epochs, data_fraction)
+    repeats = repeats or earlier.get("repeats") or 1
+    jobs = reference_jobs(study, epochs, data_fraction, repeats)
     results = study.run(jobs, executor_kind=executor, log=log)
-    accuracy = {j.name: results[j].accuracy for j in jobs if j in results and results[j].ok}
-    if len(accuracy) < 3:
-        raise StudyError(f"only {len(accuracy)} reference models trained; the reference needs at least 3")
-    curves = {j.name: [p["top1"] for p in results[j].train.get("history", []) if p.get("top1") is not None] for j in jobs if j in results}
+    by_seed: dict = {}
+    for j in jobs:
+        if j in results and results[j].ok:
+            by_seed.setdefault(j.seed, {})[j.name] = results[j].accuracy
+    runs = [by_seed.get(seed, {}) for seed in dict.fromkeys(j.seed for j in jobs)]
+    names = sorted(set.intersection(*map(set, runs)))  # models every repeat finished
+    if len(names) < 3:
+        raise StudyError(f"only {len(names)} reference models trained in every repeat; the reference needs at least 3")
+    accuracy = {n: float(np.mean([r[n] for r in runs])) for n in names}
+    first = [j for j in jobs if j.seed is None and j in results]
+    curves = {j.name: [p["top1"] for p in results[j].train.get("history", []) if p.get("top1") is not None] for j in first}
     settle = []
-    names = sorted(accuracy)
-    for e in range(min(len(c) for c in curves.values() if c)):
-        a = agreement([curves[n][e] for n in names], [accuracy[n] for n in names])
+    for e in range(min(len(curves[n]) for n in names if curves.get(n)) if any(curves.get(n) for n in names) else 0):
+        a = agreement([curves[n][e] for n in names], [runs[0][n] for n in names])
         settle.append({"epoch": e + 1, "tau_vs_final": a.tau})
     seconds = [results[j].seconds for j in jobs if j in results and results[j].seconds]
-    reference = {"epochs": epochs, "data_fraction": data_fraction, "accuracy": accuracy, "settle": settle, "seconds_per_model": float(np.mean(seconds)) if seconds else None}
+    reference = {"epochs": epochs, "data_fraction": data_fraction, "repeats": repeats, "accuracy": accuracy,
+                 "runs": runs, "self_agreement": self_agreement(runs), "settle": settle,
+                 "seconds_per_model": float(np.mean(seconds)) if seconds else None}
     study.put("reference", reference)
     return reference
 
