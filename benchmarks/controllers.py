@@ -8,7 +8,7 @@ CIFAR-10 proxy (``../shared/data/cifar10``: a stratified 5,000-image training su
 2,000 other training images, 16 px, width 0.5, 3 epochs, one thread per worker) and measures
 its latency with the in-process ``x86-ort-1t-quick`` profile at 64 px (after all training,
 alone on the machine). Rows are appended to a ``.partial.jsonl`` as they finish, so a killed
-build continues. The table goes to ``search/tables/cifar10-16px.json`` (``search.surrogate``).
+build continues. The table goes to ``search/tables/cifar10-16px.json`` (``search.controllers.surrogate``).
 
 ``run`` fits the surrogate (held-out Kendall tau and R^2 printed), then drives every controller
 for ``--proposals`` proposals per seed with the soft reward at T = the table's median latency,
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _machine import machine_line  # noqa: E402
 
-from search.surrogate import TABLES, TableRow, TrialTable, compare, format_comparison  # noqa: E402
+from search.controllers.surrogate import TABLES, TableRow, TrialTable, compare, format_comparison  # noqa: E402
 
 TABLE = TABLES / "cifar10-16px.json"
 PROXY = {"data": "cifar10 (npz, JPEG copy)", "train_images": 5000, "val_images": 2000, "resolution": 16,

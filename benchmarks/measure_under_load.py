@@ -1,5 +1,5 @@
 """Latency measured while a CPU search trains on the same cores: idle, loaded, and loaded with
-the search's fix (``search.quiet``: the measurement pauses the trials' training).
+the search's fix (``search.latency.quiet``: the measurement pauses the trials' training).
 
     python benchmarks/measure_under_load.py [--repeats 5]
 
@@ -28,7 +28,7 @@ from latency_service.client import make_measurer  # noqa: E402
 from mnas.export import export_architecture  # noqa: E402
 from mnas.presets import PRESETS  # noqa: E402
 from mnas.space import SearchSpace  # noqa: E402
-from search.quiet import measuring_alone  # noqa: E402
+from search.latency.quiet import measuring_alone  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

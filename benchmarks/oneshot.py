@@ -71,7 +71,7 @@ def build_predictor(out: Path, preset: dict, classes: int) -> tuple[Path, float]
              "--space", preset["config"]["space"], "--layers", str(preset["predictor"]["layers"]),
              "--models", str(preset["predictor"]["models"]), "--out", str(path))
     from mnas.space import load_space
-    from search.predictor import Predictor
+    from search.latency.predictor import Predictor
 
     base = load_space(preset["config"]["space"]).base  # the target T: the space's base network, predicted
     return path, Predictor.load(path).predict(base, lat["resolution"]).latency_ms
@@ -98,8 +98,8 @@ def rank_check(config_path: Path, supernet: Path, count: int, store_path: Path, 
     from search.config import load_config
     from search.oneshot.evaluator import SupernetEvaluator
     from search.proxy.ranks import agreement
-    from search.spec import TrialData
-    from search.trial import load_trial_data
+    from search.trials.spec import TrialData
+    from search.trials.data import load_trial_data
 
     config = load_config(config_path)
     picks = spread_architectures(config.space.build(), config.proxy.resolution, count)
@@ -131,10 +131,10 @@ def baseline(config_path: Path, epochs: int, predictor: Path, tuning_dir: Path, 
         return json.loads(cache.read_text())
     from mnas.presets import PRESETS as ARCHITECTURES
     from search.config import load_config
-    from search.experiment import prepare_trials
-    from search.predictor import Predictor
-    from search.trial import run_trial
-    from search.tuning import measured_settings
+    from search.experiment.directory import prepare_trials
+    from search.latency.predictor import Predictor
+    from search.trials.run import run_trial
+    from search.trials.tuning import measured_settings
 
     config = load_config(config_path)
     arch = ARCHITECTURES["mobilenet-v2"]
@@ -198,7 +198,7 @@ def main() -> None:
     log(f"search of {candidates} candidates in {search_s:.0f} s")
     _, stage2_s = timed(lambda: mnas("stage2", str(exp), "--top", "3", "--epochs", str(preset["stage2_epochs"])))
     status = json.loads(mnas("status", str(exp), "--json").stdout)
-    from search.store import Store
+    from search.experiment.store import Store
 
     store = Store(exp)
     finals = store.trials(stage=2, status="succeeded")

@@ -46,8 +46,8 @@ def spread_architectures(space, resolution: int, count: int, seed: int = 12345) 
 def standalone(config, archs: list, epochs: int, seed: int, cache: Path, log) -> list[float]:
     """Top-1 of each architecture trained alone with the proxy recipe (``epochs``, ``seed``); cached."""
     from mnas.train import train_model
-    from search.spec import TrialData
-    from search.trial import load_trial_data
+    from search.trials.spec import TrialData
+    from search.trials.data import load_trial_data
 
     done = json.loads(cache.read_text()) if cache.is_file() else {}
     data = None

@@ -4,7 +4,7 @@
     python benchmarks/predictor.py --device x86-ort-1t-steady --resolution 64 --models 100 --profiled-models 500
     python benchmarks/predictor.py --device x86-litert-1t-steady-224 --resolution 224 --layers 250 --models 100 --validate 100
 
-Builds a predictor (``search.predictor``; measurements cached in ``--cache``, so a rerun
+Builds a predictor (``search.latency.predictor``; measurements cached in ``--cache``, so a rerun
 only fits), then measures ``--validate`` architectures sampled with seeds the build never
 drew (10,000 + i) on the same device and compares: share within +-10%, RMSE in %, Kendall
 tau, for latency and peak memory; plus the build cost and the prediction time.
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _machine import machine_line  # noqa: E402
 from latency_service.client import make_measurer  # noqa: E402
 from mnas.space import SearchSpace  # noqa: E402
-from search.predictor import PROFILED_MODELS, MeasurementCache, Measurer, Predictor, build_predictor, error_figures, save  # noqa: E402
+from search.latency.predictor import PROFILED_MODELS, MeasurementCache, Measurer, Predictor, build_predictor, error_figures, save  # noqa: E402
 
 
 def main() -> None:

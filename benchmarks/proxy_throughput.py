@@ -15,8 +15,8 @@ from the search space (seeds 0-15):
   torch DataLoader with torchvision transforms on the CPU (random crop with 4 px padding,
   horizontal flip, to float, normalise) and pinned memory;
 * optimized: mnas's own path, the one a search runs: a fresh subprocess per trial
-  (``python -m search.trial``), the split held on the GPU as uint8, augmentation there,
-  precision/layout and trials per GPU measured by ``search.tuning`` (or given), packed.
+  (``python -m search.trials.run``), the split held on the GPU as uint8, augmentation there,
+  precision/layout and trials per GPU measured by ``search.trials.tuning`` (or given), packed.
 
 Prints a per-architecture table and a summary: trials/hour, speed-up, mean top-1 of each
 path and the Kendall tau between their rankings; ``--json`` keeps everything.
@@ -41,7 +41,7 @@ from _machine import machine_line  # noqa: E402
 from mnas.data import MEAN, STD, ArraySource, load_dataset, stratified_split  # noqa: E402
 from mnas.space import SearchSpace  # noqa: E402
 from mnas.train import TrainConfig, train_model  # noqa: E402
-from search.trial import write_trial_arrays  # noqa: E402
+from search.trials.data import write_trial_arrays  # noqa: E402
 
 
 # ----- the naive baseline: torchvision transforms in DataLoader workers --------------------------
@@ -91,8 +91,8 @@ def run_naive(archs, train, val, cfg: TrainConfig, workers: int) -> tuple[list[d
 # ----- the optimized path: the search's own trial subprocesses ----------------------------------
 def run_optimized(archs, cache: Path, cfg: TrainConfig, per_gpu: int, parallel: int, work: Path) -> tuple[list[dict], float]:
     """The search's own trials (no latency: training alone is timed), through the search's trial loop."""
-    from search.executors import LocalExecutor
-    from search.spec import TrialData, TrialSpec
+    from search.trials.executors import LocalExecutor
+    from search.trials.spec import TrialData, TrialSpec
 
     data = TrialData(spec=f"npz:{cache}", cache=str(cache))
     results: dict[int, dict] = {}
@@ -126,7 +126,7 @@ def main() -> None:
     parser.add_argument("--val-limit", type=int, default=None, help="evaluate on this many held-out images (stratified)")
     parser.add_argument("--paths", default="naive,optimized", help="naive, optimized, compiled (optimized + torch.compile)")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="naive DataLoader workers")
-    parser.add_argument("--trials-per-gpu", default="auto", help="auto (search.tuning) or a count")
+    parser.add_argument("--trials-per-gpu", default="auto", help="auto (search.trials.tuning) or a count")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--work", default="runs/proxy-throughput")
     parser.add_argument("--json", dest="json_out", default=None)
@@ -172,7 +172,7 @@ def main() -> None:
         per_gpu, parallel = 1, os.cpu_count() or 1
         if gpus:
             if args.trials_per_gpu == "auto":
-                from search.tuning import tune
+                from search.trials.tuning import tune
 
                 if tuning is None:
                     tuning = tune({"resolution": 32, "batch_size": args.batch_size, "width_mult": 1.0, "precision": args.precision}, "cuda:0")

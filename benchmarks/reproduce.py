@@ -257,9 +257,9 @@ def search(run: Run, name: str, target: float, proxy: dict, **extra) -> dict:
         run.mnas("supernet", "train", cfg, "--out", run.out / name / "supernet")
     args = ["--resume", exp] if (exp / "experiment.sqlite").is_file() else [cfg, "--out", exp]
     run.mnas("search", *args, "--no-progress")
-    from search import queries
+    from search.experiment import queries
     from search.config import load_config
-    from search.store import Store
+    from search.experiment.store import Store
 
     store = Store(exp)
     try:

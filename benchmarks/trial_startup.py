@@ -1,5 +1,5 @@
-"""What a trial pays before and around its training: a fresh ``python -m search.trial`` process
-against a fork of the local executor's warm server (``search.trial_process``).
+"""What a trial pays before and around its training: a fresh ``python -m search.trials.run`` process
+against a fork of the local executor's warm server (``search.trials.process``).
 
     python benchmarks/trial_startup.py [CONFIG] [--archs 5]
 
@@ -27,8 +27,8 @@ from _machine import machine_line  # noqa: E402
 from mnas.data import load_dataset  # noqa: E402
 from mnas.space import SearchSpace  # noqa: E402
 from search.config import load_config  # noqa: E402
-from search.executors import LocalExecutor, threads_per_trial  # noqa: E402
-from search.spec import TrialContext, TrialResult  # noqa: E402
+from search.trials.executors import LocalExecutor, threads_per_trial  # noqa: E402
+from search.trials.spec import TrialContext, TrialResult  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,7 +40,7 @@ def run_exec(spec, work: Path) -> tuple[float, TrialResult]:
     (trial_dir / "spec.json").write_text(spec.to_json())
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(spec.torch_threads), "MNAS_SEARCH_PID": str(os.getpid())}
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "search.trial", str(trial_dir / "spec.json"), str(trial_dir / "result.json")],
+    subprocess.run([sys.executable, "-m", "search.trials.run", str(trial_dir / "spec.json"), str(trial_dir / "result.json")],
                    check=True, env=env, cwd=REPO, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t, TrialResult.from_json((trial_dir / "result.json").read_text())
 
@@ -61,7 +61,7 @@ def main() -> None:
     config = load_config(args.config)
     num_classes = load_dataset(config.proxy.data).num_classes
     space = SearchSpace()
-    rows: dict[str, list[dict]] = {"python -m search.trial": [], "forked from the warm server": []}
+    rows: dict[str, list[dict]] = {"python -m search.trials.run": [], "forked from the warm server": []}
     with tempfile.TemporaryDirectory(prefix="mnas-startup-") as tmp:
         work = Path(tmp)
         ctx = TrialContext.create(config, num_classes, cache=str(work / "data"))
@@ -70,7 +70,7 @@ def main() -> None:
             run_fork(executor, ctx.spec(999, space.sample(999)))  # starts the server: paid once per search, reported apart
             for i in range(args.archs):
                 spec = ctx.spec(i + 1, space.sample(i)).model_copy(update={"torch_threads": threads})
-                for name, run in (("python -m search.trial", lambda: run_exec(spec, work)),
+                for name, run in (("python -m search.trials.run", lambda: run_exec(spec, work)),
                                   ("forked from the warm server", lambda: run_fork(executor, spec))):
                     wall, result = run()
                     assert result.status == "succeeded", result.error

@@ -51,7 +51,7 @@ def autocast_for(device: torch.device, bf16: bool):
 
 
 def train_step(model: torch.nn.Module, optimizer, x: torch.Tensor, y: torch.Tensor, autocast, label_smoothing: float = 0.0) -> torch.Tensor:
-    """One optimiser step; returns the detached loss. search.tuning times this same step."""
+    """One optimiser step; returns the detached loss. search.trials.tuning times this same step."""
     with autocast():
         loss = F.cross_entropy(model(x).float(), y, label_smoothing=label_smoothing)
     optimizer.zero_grad(set_to_none=True)

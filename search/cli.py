@@ -94,8 +94,8 @@ def search_cmd(
     import time as _time
 
     from search.config import load_config
-    from search.experiment import open_search
-    from search.stage1 import run_search
+    from search.experiment.directory import open_search
+    from search.stages.stage1 import run_search
 
     if executor not in (None, "local", "ray"):
         raise MnasError(f"--executor must be local or ray (got {executor!r})")
@@ -134,8 +134,8 @@ def stage2_cmd(
     from rich.table import Table
 
     from mnas.arch import Architecture
-    from search.experiment import open_search
-    from search.stage2 import run_stage2
+    from search.experiment.directory import open_search
+    from search.stages.stage2 import run_stage2
 
     if executor not in (None, "local", "ray"):
         raise MnasError(f"--executor must be local or ray (got {executor!r})")
@@ -173,7 +173,7 @@ def report_cmd(
     top: int = typer.Option(10, min=1, help="rows in the top-k table"),
 ):
     """Plots (search curve, Pareto front, latency histogram, memory, failures), top-k table and an HTML page in DIR/report/."""
-    from search.report import write_report
+    from search.results.report import write_report
 
     page = write_report(directory, top)
     console.print(f"wrote {page} (and the PNGs and top.csv beside it)")
@@ -187,7 +187,7 @@ def status_cmd(
     """Progress and advice (converging, too many failures, not rising after 500 trials, or keep going)."""
     from rich.table import Table
 
-    from search.analysis import load_experiment
+    from search.results.analysis import load_experiment
 
     cfg, _, a = load_experiment(directory)
     a["max_trials"] = cfg.max_trials
@@ -222,8 +222,8 @@ def tune_cmd(
     from rich.table import Table
 
     from search.config import load_config
-    from search.executors import gpu_count
-    from search.tuning import tune
+    from search.trials.executors import gpu_count
+    from search.trials.tuning import tune
 
     cfg = load_config(config)
     if device == "auto":
@@ -262,9 +262,9 @@ def estimate_cmd(
 ):
     """Search cost: trials x average trial time / parallel trials, GPU-hours and money, plus stage 2."""
     from search.config import load_config
-    from search.estimate import estimate, trial_seconds_from, trial_seconds_probe
+    from search.results.estimate import estimate, trial_seconds_from, trial_seconds_probe
 
-    from search.tuning import Tuning, slots_per_gpu
+    from search.trials.tuning import Tuning, slots_per_gpu
 
     cfg = load_config(config)
     seconds = trial_seconds_from(from_dir) if from_dir else trial_seconds_probe(cfg, probe)
@@ -307,7 +307,7 @@ def export_cmd(
         raise MnasError("--quantize int8 needs --calibration DATA_SPEC (training images that set the int8 scales)")
 
     if Path(arch).is_dir():
-        from search.winners import export_winners
+        from search.results.winners import export_winners
 
         formats = [f.strip() for f in fmt.split(",") if f.strip()]
         if calibration:
@@ -357,9 +357,9 @@ def dashboard_cmd(
     """Serve the report on loopback and rebuild it while the search runs (reads the store only)."""
     import uvicorn
 
-    from search.dashboard import create_dashboard
+    from search.results.dashboard import create_dashboard
 
-    from search.experiment import open_store
+    from search.experiment.directory import open_store
 
     open_store(directory).close()  # a clear error for a directory that holds no experiment
     console.print(f"dashboard for {directory} on http://{host}:{port} (rebuilt every {refresh:g} s)")
@@ -389,7 +389,7 @@ def latency_predict_cmd(
     from rich.table import Table
 
     from mnas.arch import load_architecture
-    from search.predictor import Predictor
+    from search.latency.predictor import Predictor
 
     p = Predictor.load(predictor)
     if device:
@@ -428,8 +428,8 @@ def latency_profile_cmd(
 
     from devices.errors import MeasurementError
     from mnas.arch import load_architecture
-    from search.predictor import Predictor
-    from search.profiling import profile_architecture
+    from search.latency.predictor import Predictor
+    from search.latency.profiling import profile_architecture
 
     if url or not device:
         raise MnasError("give --device PROFILE: per-operator profiling runs in-process with the profile's settings "
@@ -487,7 +487,7 @@ def predictor_build_cmd(
     """Build a latency and memory predictor for a device from per-layer and whole-model measurements."""
     from latency_service.client import LatencyServiceError, make_measurer
     from mnas.space import load_space
-    from search.predictor import build_predictor, save
+    from search.latency.predictor import build_predictor, save
 
     searched = load_space(space)
     try:
@@ -524,7 +524,7 @@ def controllers_compare_cmd(
     from dataclasses import asdict
 
     from search.controllers import CONTROLLERS
-    from search.surrogate import compare, format_comparison, load_table
+    from search.controllers.surrogate import compare, format_comparison, load_table
 
     unknown = [c for c in controllers if c not in CONTROLLERS]
     if unknown:

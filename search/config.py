@@ -73,7 +73,7 @@ class ProxyConfig(Recipe):
     prefilter: PrefilterConfig | None = Field(default=None, description="skip candidates whose zero-cost score is far below the rest")
 
     def tunable(self) -> bool:
-        """Whether a setting is left to measurement on the GPU (search.tuning)."""
+        """Whether a setting is left to measurement on the GPU (search.trials.tuning)."""
         return self.precision == "auto" or self.channels_last is None
 
     def train_config(self, seed: int = 0, **overrides) -> TrainConfig:

@@ -7,8 +7,8 @@ import pytest
 
 from conftest import run_cli
 from search.config import EarlyStoppingConfig
-from search.early_stopping import stop_threshold
-from search.store import Store
+from search.stages.early_stopping import stop_threshold
+from search.experiment.store import Store
 from search_helpers import tiny_config, write_config
 
 

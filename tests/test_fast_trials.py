@@ -9,8 +9,8 @@ from mnas.presets import PRESETS
 from mnas.space import SearchSpace, load_space
 from mnas.train import TrainConfig, train_model
 from search.config import ConfigError, parse_config
-from search.trial import classify_failure
-from search.tuning import tune
+from search.trials.run import classify_failure
+from search.trials.tuning import tune
 
 
 def test_device_source_yields_the_same_batches_as_the_host_arrays():
@@ -131,8 +131,8 @@ def test_proxy_speed_settings_in_yaml(tmp_path):
 
 
 def test_trials_run_the_measured_choice_only_where_the_config_says_auto(tmp_path):
-    from search.spec import TrialContext
-    from search.tuning import Tuning, slots_per_gpu
+    from search.trials.spec import TrialContext
+    from search.trials.tuning import Tuning, slots_per_gpu
     from search_helpers import tiny_config
 
     measured = Tuning(precision="bf16", channels_last=False, trials_per_gpu=4)  # as read from DIR/tuning.json on a GPU machine
@@ -149,7 +149,7 @@ def test_trials_run_the_measured_choice_only_where_the_config_says_auto(tmp_path
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")
 def test_without_a_gpu_nothing_is_measured(tmp_path):
-    from search.tuning import measured_settings
+    from search.trials.tuning import measured_settings
     from search_helpers import tiny_config
 
     cfg = parse_config(tiny_config(tmp_path, executor={"trials_per_gpu": "auto"}))
@@ -160,19 +160,19 @@ def test_without_a_gpu_nothing_is_measured(tmp_path):
 def test_a_resumed_search_reuses_its_tuning_file(tmp_path, monkeypatch):
     import json
 
-    import search.executors
-    import search.tuning
+    import search.trials.executors
+    import search.trials.tuning
     from search_helpers import tiny_config
 
-    monkeypatch.setattr(search.executors, "gpu_count", lambda: 1)  # as on a GPU machine
+    monkeypatch.setattr(search.trials.executors, "gpu_count", lambda: 1)  # as on a GPU machine
 
     def must_not_measure(*args, **kwargs):
         raise AssertionError("the tuning was measured again")
 
-    monkeypatch.setattr(search.tuning, "tune", must_not_measure)
+    monkeypatch.setattr(search.trials.tuning, "tune", must_not_measure)
     (tmp_path / "tuning.json").write_text(json.dumps({"precision": "bf16", "channels_last": True, "trials_per_gpu": 6, "seconds": 40.0}))
     cfg = parse_config(tiny_config(tmp_path, executor={"trials_per_gpu": "auto"}))
-    tuned = search.tuning.measured_settings(cfg, tmp_path)
+    tuned = search.trials.tuning.measured_settings(cfg, tmp_path)
     assert (tuned.precision, tuned.channels_last, tuned.trials_per_gpu) == ("bf16", True, 6)
     pinned = parse_config(tiny_config(tmp_path, proxy={"precision": "fp32", "channels_last": False}))
-    assert search.tuning.measured_settings(pinned, tmp_path) is None  # nothing left to measure
+    assert search.trials.tuning.measured_settings(pinned, tmp_path) is None  # nothing left to measure

@@ -176,7 +176,7 @@ def test_no_open_service_without_a_token(tmp_path):
 
 
 def test_a_search_on_two_services_loses_no_trial_when_one_stops(tmp_path):
-    from search.store import Store
+    from search.experiment.store import Store
     from search_helpers import tiny_config, write_config
 
     one = Service(write_profile(tmp_path / "one.yaml", name="box-1"), tmp_path / "one.sqlite")

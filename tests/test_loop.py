@@ -12,8 +12,8 @@ from conftest import REPO, run_cli
 from mnas.presets import PRESETS
 from mnas.space import SearchSpace
 from search.config import parse_config
-from search.executors import LocalExecutor, RayExecutor
-from search.spec import TrialContext, TrialResult, TrialSpec
+from search.trials.executors import LocalExecutor, RayExecutor
+from search.trials.spec import TrialContext, TrialResult, TrialSpec
 from search_helpers import tiny_config
 
 
@@ -103,13 +103,13 @@ def test_python_m_search_cli_is_the_mnas_command():
 
 
 def test_training_pauses_while_another_trial_measures(tmp_path):
-    from search.quiet import FLAG, pause_while_measuring
+    from search.latency.quiet import FLAG, pause_while_measuring
 
     pause = pause_while_measuring(tmp_path)
     t0 = time.monotonic()
     pause()  # nobody measures: no wait
     assert time.monotonic() - t0 < 0.05
-    holder = subprocess.Popen([sys.executable, "-c", "import time\nfrom search.quiet import measuring_alone\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import time\nfrom search.latency.quiet import measuring_alone\n"
                                f"with measuring_alone({str(tmp_path)!r}):\n    time.sleep(1.5)"], cwd=REPO)
     deadline = time.monotonic() + 30
     while not (tmp_path / FLAG).exists():

@@ -12,8 +12,8 @@ from conftest import run_cli
 from mnas.reward import Reward
 from search.controllers import Proposal, make_controller
 from search.controllers.targets import RandomTargets
-from search.pareto import as_minimization, hypervolume, hypervolume_curve, pareto_ranks
-from search.store import Store
+from search.experiment.pareto import as_minimization, hypervolume, hypervolume_curve, pareto_ranks
+from search.experiment.store import Store
 from search_helpers import tiny_config, write_config
 from test_controllers import CARDS
 
@@ -88,7 +88,7 @@ def test_ax_in_pareto_mode_models_accuracy_and_latency():
 def test_scalar_controllers_are_wrapped_in_pareto_mode(tmp_path):
     from mnas.space import SearchSpace
     from search.config import parse_config
-    from search.stage1 import new_controller
+    from search.stages.stage1 import new_controller
 
     pareto = {"target_ms": 5.0, "mode": "pareto"}
     controller = new_controller(parse_config(tiny_config(tmp_path, reward=pareto)), SearchSpace())

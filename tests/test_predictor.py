@@ -15,7 +15,7 @@ from mnas.layers import arch_layers, space_layers
 from mnas.model import build_layer, build_model
 from mnas.presets import PRESETS
 from mnas.space import SearchSpace
-from search.predictor import FORMAT, MeasurementCache, Predictor, PredictorError, cost_estimate, cross_fitted, in_model_samples
+from search.latency.predictor import FORMAT, MeasurementCache, Predictor, PredictorError, cost_estimate, cross_fitted, in_model_samples
 RESOLUTION, CLASSES = 32, 10
 # one process per measurement, as the quick profiles, but enough runs for a steady median:
 # at 32 px a run takes ~0.1 ms, so 50 runs cost nothing next to the process start
@@ -77,7 +77,7 @@ def test_latency_feature_sets_split_a_model_by_kind_and_feature_map_level():
     """The per-level sums put each block layer at its input's feature-map level (224 px: 112 px is
     level 1, 7 px level 5), the per-kind sums split the same figures by stem, head and op, and the
     weights and the largest weight tensor outside the head are the model's own."""
-    from search.predictor import LATENCY_FEATURES, MEMORY_FEATURES
+    from search.latency.predictor import LATENCY_FEATURES, MEMORY_FEATURES
 
     arch = SearchSpace().sample(7)
     layers = [layer for _, layer in arch_layers(arch, 224, 1000)]
@@ -262,7 +262,7 @@ def test_prediction_needs_no_torch_and_is_fast(built):
     import sys
 
     _, out, _, _ = built
-    code = ("import sys, time\nfrom mnas.space import SearchSpace\nfrom search.predictor import Predictor\n"
+    code = ("import sys, time\nfrom mnas.space import SearchSpace\nfrom search.latency.predictor import Predictor\n"
             f"p = Predictor.load({str(out)!r})\narchs = [SearchSpace().sample(i) for i in range(200)]\n"
             "t = time.perf_counter()\nlat = p.predict_many(archs)\nper = (time.perf_counter() - t) / len(archs)\n"
             "print(per, 'torch' in sys.modules, float(lat.min()))")
@@ -324,7 +324,7 @@ def test_the_build_commands_help_states_the_builders_defaults():
     import typer.main
 
     from search.cli import app
-    from search.predictor import LAYERS_ALONE, PROFILED_MODELS
+    from search.latency.predictor import LAYERS_ALONE, PROFILED_MODELS
 
     build = typer.main.get_command(app).commands["predictor"].commands["build"]
     helps = {param.name: param.help for param in build.params}

@@ -22,7 +22,7 @@ from search.config import parse_config
 from search.proxy.check import largest_architecture
 from search.proxy.ranks import agreement, best_reachable_tau
 from search.proxy.select import spread_out
-from search.store import Store
+from search.experiment.store import Store
 from search_helpers import tiny_config, write_config
 
 
@@ -76,7 +76,7 @@ def test_largest_architecture_has_the_most_multiply_adds():
 
 
 def test_choice_effects_count_and_average_each_choice():
-    from search.analysis import choice_effects
+    from search.results.analysis import choice_effects
     from mnas.space import load_space
 
     space = load_space("tiny")

@@ -9,7 +9,7 @@ from mnas.data import load_dataset
 from mnas.quantize import calibration_inputs, int8_tensors, quantize_model, run_file, top1_agreement
 from mnas.space import load_space
 from mnas.train import TrainConfig, train_model
-from search.store import Store
+from search.experiment.store import Store
 from search_helpers import tiny_config, write_config
 
 RESOLUTION = 16

@@ -16,12 +16,12 @@ import yaml
 from browser import CHROMIUM, chromium_page
 from conftest import REPO, run_cli
 from mnas.space import SearchSpace
-from search import queries
+from search.experiment import queries
 from search.config import ConfigError, load_config, parse_config
 from search.controllers.base import Controller, Proposal
-from search.experiment import open_search
-from search.stage1 import run_search
-from search.store import Store
+from search.experiment.directory import open_search
+from search.stages.stage1 import run_search
+from search.experiment.store import Store
 from search_helpers import counts, tiny_config, write_config
 from service_helpers import Service, write_profile
 
@@ -69,7 +69,7 @@ def test_tensorboard_scalars(finished_search):
 
 def test_report_and_status_on_a_finished_search(finished_search):
     out, _ = finished_search
-    from search.analysis import load_trials, pareto_front
+    from search.results.analysis import load_trials, pareto_front
 
     df = load_trials(out)
     assert len(df) >= 6 and set(df.status) == {"succeeded"}
@@ -391,7 +391,7 @@ def test_stop_rules_read_from_the_store(tmp_path):
 
 def test_status_advises_the_stop_the_search_would_make(tmp_path):
     """A failure rate the config allows is no reason to stop in `mnas status` either, and one it forbids is."""
-    from search.analysis import load_experiment
+    from search.results.analysis import load_experiment
 
     arch = SearchSpace().sample(0).to_dict()
     for rate, expected in ((0.5, "keep going"), (0.2, "stop: too many failures")):
@@ -449,7 +449,7 @@ def test_a_hybrid_search_predicts_every_trial_and_measures_some(tmp_path):
     """latency.predictor + measure_every: every trial predicted, every 2nd also measured (both
     stored), predictions rescaled by the measurements so far; stage 2 measures for real."""
     from latency_service.client import make_measurer
-    from search.predictor import build_predictor, save
+    from search.latency.predictor import build_predictor, save
 
     cfg = tiny_config(tmp_path, max_trials=4, controller={"type": "random"})
     source = make_measurer(device=cfg["latency"]["device"])

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import run_cli
 from mnas.space import SearchSpace
-from search.surrogate import Surrogate, TrialTable, load_table, one_hot, run_controller
+from search.controllers.surrogate import Surrogate, TrialTable, load_table, one_hot, run_controller
 from mnas.reward import Reward
 
 

@@ -106,8 +106,8 @@ def train_supernet(config: SearchConfig, directory: Path, log=None, epochs: int 
     from mnas.data import DeviceSource
     from mnas.layers import extreme_architecture
     from mnas.train import autocast_for, lr_at, model_input, place_data, resolve_device, _param_groups
-    from search.spec import TrialData
-    from search.trial import load_trial_data
+    from search.trials.spec import TrialData
+    from search.trials.data import load_trial_data
 
     log = log or (lambda line: None)
     directory = Path(directory)

@@ -62,7 +62,7 @@ def run_baseline(study: Study, arch: Architecture, epochs: int | None, log: Call
 
 def batch_throughput(study: Study, arch: Architecture, log, executor: str | None = None, sizes: list[int] | None = None) -> dict:
     """Images/s of one short epoch per batch size; the largest that fits and still gains."""
-    from search.executors import gpu_count
+    from search.trials.executors import gpu_count
 
     n_train = len(np.load(study.context.data.cache + "/y_train.npy", mmap_mode="r")) if study.context.data.cache else 50_000
     sizes = sorted(sizes) if sizes else [b for b in BATCH_SIZES if gpu_count() or b <= 512]  # 1024 only on a GPU

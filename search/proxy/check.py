@@ -68,7 +68,7 @@ def check_dataset(config, report: CheckReport, labels=None, num_classes: int | N
 def check_latency_source(config, num_classes: int, report: CheckReport) -> None:
     from latency_service.client import LatencyServiceError
     from mnas.errors import MnasError
-    from search.experiment import check_predictor
+    from search.experiment.directory import check_predictor
 
     try:
         measurer = config.latency.measurer()
@@ -137,7 +137,7 @@ def search_start_checks(config, context, log) -> None:
     import numpy as np
 
     from mnas.errors import MnasError
-    from search.executors import gpu_count
+    from search.trials.executors import gpu_count
 
     report = CheckReport()
     cache = Path(context.data.cache) if context.data.cache else None

@@ -35,14 +35,14 @@ def candidate_latencies(study: Study, archs: list[Architecture], log: Callable[[
     """Latency and memory of each candidate, kept in the store as they come (a rerun measures
     only the missing ones)."""
     from latency_service.client import LatencyServiceError
-    from search.stage1 import arch_key
+    from search.stages.stage1 import arch_key
 
     lat = study.config.latency
     known = study.get("candidate_latency") or {}
     num_classes = lat.num_classes or study.context.num_classes
     predictor = None
     if lat.predictor:
-        from search.predictor import Predictor
+        from search.latency.predictor import Predictor
 
         predictor = Predictor.load(lat.predictor)
     for i, arch in enumerate(archs):
@@ -53,7 +53,7 @@ def candidate_latencies(study: Study, archs: list[Architecture], log: Callable[[
             p = predictor.predict(arch, lat.resolution)
             known[key] = {"latency_ms": p.latency_ms, "memory_mb": p.peak_memory_mb, "predicted": True}
         else:
-            from search.trial import measure_latency
+            from search.latency.measure import measure_latency
 
             try:
                 measured, _ = measure_latency(lat, arch, num_classes)

@@ -137,7 +137,7 @@ def search_settings(study: Study, grid: list[dict], min_tau: float, log: Callabl
 
 
 def setting_row(study: Study, setting: dict, models, reference: dict, results: dict, min_tau: float) -> dict:
-    from search.tuning import slots_per_gpu
+    from search.trials.tuning import slots_per_gpu
 
     mine = {j.name: r for j, r in results.items() if j.step == SETTING and j.setting == setting}
     ok = {n: r.accuracy for n, r in mine.items() if r.ok}

@@ -20,9 +20,10 @@ from mnas.arch import Architecture
 from mnas.errors import MnasError
 from mnas.recipe import Recipe, TrainConfig
 from search.config import SearchConfig
-from search.loop import Observer, Stage, TrialLoop
-from search.spec import TrialContext, TrialResult, TrialSpec, curve_file
-from search.store import Store
+from search.stages.loop import Observer, Stage, TrialLoop
+from search.trials.spec import TrialContext, TrialResult, TrialSpec
+from search.trials.curves import curve_file
+from search.experiment.store import Store
 
 PROXY_STAGE = 3  # store stage of proxy-design trainings, apart from a search's stages 1 and 2
 # what a proxy setting may change: the recipe's training fields and the share of the data
@@ -148,8 +149,8 @@ class Study:
     def context(self) -> TrialContext:
         """The data cache and the config's recipe with measured GPU settings (once per study)."""
         if self._context is None:
-            from search.experiment import prepare_trials
-            from search.tuning import measured_settings
+            from search.experiment.directory import prepare_trials
+            from search.trials.tuning import measured_settings
 
             tuning = measured_settings(self.config, self.dir)
             self._context = prepare_trials(self.config, self.dir, tuning, check_latency=False)
@@ -181,8 +182,8 @@ class Study:
         proxy setting that can no longer reach its threshold). Skipped jobs are absent from
         the answer.
         """
-        from search.executors import make_executor
-        from search.tuning import slots_per_gpu
+        from search.trials.executors import make_executor
+        from search.trials.tuning import slots_per_gpu
 
         self.context  # noqa: B018  (data cache and GPU settings before the first job)
         stage = JobStage(self, jobs, abandon)
@@ -229,7 +230,7 @@ class JobStage(Stage):
         self.row_of: dict[Job, int] = {}
         self.job_of: dict[int, Job] = {}
         self.queue: list[int] = []  # row ids still to train, in the jobs' order
-        from search.stage1 import arch_key
+        from search.stages.stage1 import arch_key
 
         for job in dict.fromkeys(jobs):
             key = study.job_key(job)

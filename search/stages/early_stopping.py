@@ -1,7 +1,7 @@
 """Learning curves of stage-1 trials, and stopping the hopeless ones by them.
 
 Every stage-1 trial appends its latency and each epoch's validation top-1 and loss to
-``trials/ID/curve.jsonl`` as it trains (``search.trial.CurveWriter``); ``CurveWatcher``
+``trials/ID/curve.jsonl`` as it trains (``search.trials.curves.CurveWriter``); ``CurveWatcher``
 copies them into the store while the search runs. With ``early_stopping:`` in the config
 it also applies the rule (Ax's percentile strategy; the median rule is its 50th
 percentile): after epoch e >= ``min_epochs``, a trial whose top-1 is below the chosen
@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from search.config import EarlyStoppingConfig
-from search.loop import Observer
-from search.spec import TrialResult, curve_file
-from search.store import Store
+from search.stages.loop import Observer
+from search.trials.spec import TrialResult
+from search.trials.curves import curve_file
+from search.experiment.store import Store
 
 
 def stop_threshold(point: dict, completed: list[list[dict]], rule: EarlyStoppingConfig, epochs: int) -> float | None:
@@ -66,7 +67,7 @@ class CurveWatcher(Observer):
         self.seen.pop(trial["id"], None)
 
     def _sync(self, trial_id: int) -> tuple[dict, list[dict]]:
-        from search.trial import read_curve
+        from search.trials.curves import read_curve
 
         header, points = read_curve(curve_file(self.directory, trial_id))
         fresh = points[self.seen.get(trial_id, 0):]

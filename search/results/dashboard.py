@@ -15,8 +15,8 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
-from search.analysis import load_experiment
-from search.report import write_report
+from search.results.analysis import load_experiment
+from search.results.report import write_report
 
 
 def create_dashboard(directory: Path, refresh_s: float = 10.0) -> FastAPI:

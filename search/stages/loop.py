@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from search.executors import Executor
-from search.spec import FINISHED, TrialResult, TrialSpec
-from search.store import Store
+from search.trials.executors import Executor
+from search.trials.spec import FINISHED, TrialResult, TrialSpec
+from search.experiment.store import Store
 
 INTERRUPTED = "interrupted; resume with mnas search --resume"
 

@@ -22,7 +22,7 @@ Building (``build_predictor``, ``mnas predictor build``), per input resolution:
 4. where the runtime profiles per operator here (an onnxruntime profile measured in-process),
    whole models (the measured ones not held out, then more from the space) are also profiled
    in the measurement's conditions (``devices.profiling``), each node's time counted with its
-   layer (``search.profiling.layer_times``): a second table holds each layer's time *inside*
+   layer (``search.latency.profiling.layer_times``): a second table holds each layer's time *inside*
    a model, regressed over the space like the first. A layer's kernels run 0.7-2x their time
    alone once inside a model (caches, layouts, what ran before), which no correction of sums
    recovers; their time in a model does. The correction is fitted on cross-fitted figures
@@ -283,7 +283,7 @@ class Measurer:
         from devices.errors import MeasurementError
         from devices.profiling import profile_model
         from mnas.export import export_architecture
-        from search.profiling import layer_times
+        from search.latency.profiling import layer_times
 
         def profiled(path) -> dict:
             try:

@@ -11,7 +11,7 @@ instead of by a table:
    than ``min_gain`` or would not fit in memory (each process's peak x ``headroom``, for
    architectures larger than the reference).
 
-Every worker is a fresh subprocess (``python -m search.tuning WORKER.json``), exactly like a
+Every worker is a fresh subprocess (``python -m search.trials.tuning WORKER.json``), exactly like a
 trial. The result is a dict that the search keeps as DIR/tuning.json.
 """
 
@@ -47,7 +47,7 @@ def measured_settings(config, directory: Path, log=None) -> Tuning | None:
     which a resumed search reuses. Without a GPU there is nothing to measure (None): CPU
     slots come from ``max_parallel_trials``.
     """
-    from search.executors import gpu_count
+    from search.trials.executors import gpu_count
 
     proxy, packing = config.proxy, config.executor.trials_per_gpu
     if not ((proxy.tunable() or packing == "auto") and proxy.device in ("auto", "cuda") and gpu_count() > 0):
@@ -122,14 +122,14 @@ def run_together(n: int, job: dict, timeout_s: float = 300) -> list[dict]:
         tmp = Path(tmp)
         procs = []
         if not job["device"].startswith("cuda"):  # CPU workers split the cores between them
-            from search.executors import threads_per_trial
+            from search.trials.executors import threads_per_trial
 
             job = {**job, "threads": threads_per_trial(n)}
         for k in range(n):
             spec = tmp / f"job{k}.json"
             spec.write_text(json.dumps({**job, "barrier": str(tmp / "go"), "ready": str(tmp / f"ready{k}"), "result": str(tmp / f"result{k}.json")}))
-            procs.append(subprocess.Popen([sys.executable, "-m", "search.tuning", str(spec)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                          cwd=str(Path(__file__).resolve().parents[1]), env={**os.environ, "PYTHONUNBUFFERED": "1"}))
+            procs.append(subprocess.Popen([sys.executable, "-m", "search.trials.tuning", str(spec)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                          cwd=str(Path(__file__).resolve().parents[2]), env={**os.environ, "PYTHONUNBUFFERED": "1"}))
         deadline = time.monotonic() + timeout_s
         try:
             while not all((tmp / f"ready{k}").exists() for k in range(n)):
@@ -210,7 +210,7 @@ def worker(job: dict) -> dict:
 
 
 def main() -> None:
-    from search.trial import write_atomic
+    from mnas.files import write_atomic
 
     job = json.loads(Path(sys.argv[1]).read_text())
     write_atomic(job["result"], json.dumps(worker(job)))

@@ -1,7 +1,7 @@
 """Executors run trials behind one interface (``Executor``): capacity, submit, poll, cancel, close.
 
 ``local``: each trial is a fresh process, forked from a server that has imported torch
-once (``search.trial_process``), so a crash, a CUDA OOM or a leak ends with its trial.
+once (``search.trials.process``), so a crash, a CUDA OOM or a leak ends with its trial.
 Slots = GPUs x trials_per_gpu, each slot pinned to its GPU with CUDA_VISIBLE_DEVICES;
 without a GPU, ``max_parallel`` CPU slots that split the cores between them.
 ``ray``: the same trial function as Ray tasks with ``num_gpus = 1 / trials_per_gpu`` on an
@@ -20,8 +20,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
-from search.spec import TrialResult, TrialSpec
-from search.trial_process import TrialProcess, start_trial
+from search.trials.spec import TrialResult, TrialSpec
+from search.trials.process import TrialProcess, start_trial
 
 
 def gpu_count() -> int:
@@ -266,7 +266,7 @@ class RayExecutor(Executor):
 def _ray_trial(spec: TrialSpec):
     import ray
 
-    from search.trial import run_trial
+    from search.trials.run import run_trial
 
     context = ray.get_runtime_context()
     return run_trial(spec), f"ray:{context.get_node_id()[:8]}@{ray.util.get_node_ip_address()}"

@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS trials (
     architecture TEXT NOT NULL,
     indices TEXT,
     meta TEXT,
-    status TEXT NOT NULL,            -- search.spec.TrialStatus: pending, running, succeeded, failed, early_stopped, prefiltered
+    status TEXT NOT NULL,            -- search.trials.spec.TrialStatus: pending, running, succeeded, failed, early_stopped, prefiltered
     cached_from INTEGER,             -- trial whose result this one reuses
     accuracy REAL, latency_ms REAL, memory_mb REAL, reward REAL,
     metrics TEXT, error TEXT, error_kind TEXT, worker TEXT,

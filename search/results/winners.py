@@ -13,9 +13,9 @@ import pandas as pd
 from mnas.arch import Architecture
 from mnas.errors import MnasError
 from mnas.export import FORMATS, export_architecture, export_model
-from search import queries
-from search.analysis import load_config_of, load_trials
-from search.experiment import dataset_classes
+from search.experiment import queries
+from search.results.analysis import load_config_of, load_trials
+from search.experiment.directory import dataset_classes
 
 
 def export_winners(directory: Path, out: Path, top: int, formats: list[str], resolution: int | None, use_stage2: bool = False,
@@ -63,7 +63,7 @@ def export_winners(directory: Path, out: Path, top: int, formats: list[str], res
 def measure_for_real(cfg, arch: Architecture, resolution: int, num_classes: int) -> dict:
     """Latency and memory of ``arch`` measured on the search's latency source (not its predictor)."""
     from latency_service.client import LatencyServiceError
-    from search.trial import measure_latency
+    from search.latency.measure import measure_latency
 
     try:
         result, _ = measure_latency(cfg.latency.model_copy(update={"resolution": resolution}), arch, num_classes)
@@ -80,7 +80,7 @@ def measured_figures(result: dict) -> dict:
 def export_quantized_winners(directory: Path, out: Path, top: int, formats: list[str], mode: str) -> list[Path]:
     """The top-k stage-2 winners quantized, each with its quantized accuracy and latency."""
     from latency_service.client import LatencyServiceError
-    from search.spec import TrialData
+    from search.trials.spec import TrialData
 
     cfg = load_config_of(directory)
     done = queries.top_distinct(load_trials(directory), top, 2, reward=cfg.reward)
@@ -104,7 +104,7 @@ def _export_quantized(directory: Path, out: Path, rank: int, t, data, formats: l
     """One winner's quantized files and their JSON; measured where the source runs the format."""
     import shutil
 
-    from search.quantized import quantized_accuracy
+    from search.trials.quantized import quantized_accuracy
 
     arch, trial_dir = Architecture.from_dict(t.architecture), directory / "trials" / str(int(t.id))
     stem = out / f"rank{rank}-trial{int(t.id)}-{mode}"

@@ -16,8 +16,8 @@ from search.config import SearchConfig
 
 
 def trial_seconds_from(directory: Path) -> list[float]:
-    from search import queries
-    from search.analysis import load_trials
+    from search.experiment import queries
+    from search.results.analysis import load_trials
 
     done = queries.succeeded(load_trials(directory), 1)
     if done.empty:
@@ -29,8 +29,8 @@ def trial_seconds_probe(config: SearchConfig, probes: int) -> list[float]:
     """Run ``probes`` real trials of random architectures exactly as the search would; their wall times."""
     import time
 
-    from search.experiment import prepare_trials
-    from search.trial import run_trial
+    from search.experiment.directory import prepare_trials
+    from search.trials.run import run_trial
 
     space = config.space.build()
     times = []

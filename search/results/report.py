@@ -19,9 +19,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from mnas.arch import Architecture  # noqa: E402
-from search import queries  # noqa: E402
-from search.analysis import hypervolume_progress, load_experiment, pareto_front, search_curve  # noqa: E402
-from search.experiment import dataset_classes, open_store  # noqa: E402
+from search.experiment import queries  # noqa: E402
+from search.results.analysis import hypervolume_progress, load_experiment, pareto_front, search_curve  # noqa: E402
+from search.experiment.directory import dataset_classes, open_store  # noqa: E402
 
 PLOTS = ("search_curve", "accuracy_latency", "latency_histogram", "memory_latency", "failures")
 
@@ -227,7 +227,7 @@ def write_report(directory: str | Path, top: int = 10) -> Path:
         images["learning_curves"] = curves
     table = top_table(df, top, cfg.latency.resolution, cfg.latency.num_classes or dataset_classes(directory) or 1000, cfg.reward)
     table.to_csv(out / "top.csv", index=False)
-    from search.analysis import choice_effects, zero_cost_agreement
+    from search.results.analysis import choice_effects, zero_cost_agreement
 
     choices = choice_effects(df, cfg.space.build())
     choices.to_csv(out / "choices.csv", index=False)

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from mnas.errors import MnasError
-from search.spec import TrialData
+from search.trials.spec import TrialData
 
 CALIBRATION_SAMPLES = 256
 
@@ -29,7 +29,7 @@ def quantized_accuracy(trial_dir: Path, data: TrialData, mode: str, fmt: str,
     mode, format, file, int8_tensors}; cached in the trial's directory."""
     from mnas.quantize import file_accuracy, int8_tensors, quantize_model, source_inputs
     from mnas.train import load_trained
-    from search.trial import load_trial_data
+    from search.trials.data import load_trial_data
 
     model_file, record = quantized_paths(trial_dir, mode, fmt)
     if record.is_file() and model_file.is_file():

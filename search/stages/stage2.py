@@ -10,7 +10,7 @@ supernet (extracted, BN statistics recomputed) instead of a fresh initialisation
 separate stage-2 trials (key ``ARCH_KEY@shared``), so both starts can be run and compared.
 
 With ``quantize`` (int8 or dynamic), each trained winner is also quantized after training and
-tested as the deployed file (``search.quantized``): float and quantized top-1 side by side.
+tested as the deployed file (``search.trials.quantized``): float and quantized top-1 side by side.
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ from collections import deque
 from pathlib import Path
 
 from mnas.errors import MnasError
-from search import queries
+from search.experiment import queries
 from search.config import SearchConfig
-from search.executors import make_executor
-from search.experiment import prepare_trials
-from search.loop import Stage, TrialLoop
-from search.spec import TrialContext, TrialResult, TrialSpec
-from search.stage1 import record_result
-from search.store import Store
-from search.tuning import measured_settings, slots_per_gpu
+from search.trials.executors import make_executor
+from search.experiment.directory import prepare_trials
+from search.stages.loop import Stage, TrialLoop
+from search.trials.spec import TrialContext, TrialResult, TrialSpec
+from search.stages.stage1 import record_result
+from search.experiment.store import Store
+from search.trials.tuning import measured_settings, slots_per_gpu
 
 
 class FullTrainingStage(Stage):
@@ -125,7 +125,7 @@ def run_stage2(config: SearchConfig, directory: Path, top: int, epochs: int, exe
             trial_dir = directory / "trials" / str(s2["id"])
             row = {"stage1": s1, "stage2": s2, "checkpoint": str(trial_dir / "checkpoint.pt")}
             if quantize and s2["status"] == "succeeded":
-                from search.quantized import quantized_accuracy
+                from search.trials.quantized import quantized_accuracy
 
                 row["quantized"] = quantized_accuracy(trial_dir, context.data, quantize, fmt)
             rows.append(row)

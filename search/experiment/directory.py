@@ -13,8 +13,8 @@ from pathlib import Path
 
 from mnas.errors import MnasError
 from search.config import SearchConfig, parse_config
-from search.spec import TrialContext
-from search.store import STORE_NAME, Store
+from search.trials.spec import TrialContext
+from search.experiment.store import STORE_NAME, Store
 
 RESUMABLE = ("max_trials", "max_parallel_trials", "max_failed_trials", "trial_timeout_s", "stop", "early_stopping", "executor", "name")
 
@@ -70,7 +70,7 @@ def open_search(config: SearchConfig | None, directory: Path, resume: bool) -> S
 
 def check_predictor(config: SearchConfig, device: dict, dataset_classes: int) -> None:
     """The predictor must be built for the source's device, at the measured resolution and class count."""
-    from search.predictor import Predictor
+    from search.latency.predictor import Predictor
 
     lat = config.latency
     predictor = Predictor.load(lat.predictor)
@@ -85,7 +85,7 @@ def prepare_trials(config: SearchConfig, directory: Path | None, tuning=None, ch
     """Load the dataset, cache its split in DIR/data, check the latency source; the shared context."""
     from latency_service.client import LatencyServiceError
     from mnas.data import load_dataset
-    from search.trial import cache_trial_data
+    from search.trials.data import cache_trial_data
 
     dataset = load_dataset(config.proxy.data)
     cache = None
@@ -106,7 +106,7 @@ def prepare_trials(config: SearchConfig, directory: Path | None, tuning=None, ch
                             f"(its profile's precisions)")
         if config.latency.predictor:
             check_predictor(config, device, dataset.num_classes)
-    from search.executors import gpu_count
+    from search.trials.executors import gpu_count
 
     # measurement and training share the CPU only where trials train on it and measure in-process
     alone = config.latency.measure_alone and bool(config.latency.device) and (config.proxy.device == "cpu" or gpu_count() == 0)

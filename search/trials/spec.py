@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from mnas.arch import Architecture
 from mnas.recipe import TrainConfig
 from search.config import LatencyConfig, SearchConfig
+from search.trials.curves import curve_file
 
 TrialStatus = Literal["pending", "running", "succeeded", "failed", "early_stopped", "prefiltered"]
 FINISHED: tuple[TrialStatus, ...] = ("succeeded", "failed", "early_stopped", "prefiltered")
@@ -115,7 +116,7 @@ class TrialContext:
     num_classes: int
     train: TrainConfig  # the proxy recipe with the measured GPU settings applied
     directory: Path | None = None
-    measure_alone: bool = False  # pause the other trials' training while one measures in-process (search.quiet)
+    measure_alone: bool = False  # pause the other trials' training while one measures in-process (search.latency.quiet)
 
     @classmethod
     def create(cls, config: SearchConfig, num_classes: int, cache: str | None = None, tuning=None,
@@ -145,8 +146,3 @@ class TrialContext:
                          measure_alone_in=str(self.directory) if self.measure_alone else None, curve_path=curve,
                          prefilter_score=self.config.proxy.prefilter.score if prefilter_below is not None else None,
                          prefilter_below=prefilter_below)
-
-
-def curve_file(directory: Path, trial_id: int) -> Path:
-    """Where a stage-1 trial writes its learning curve as it trains."""
-    return Path(directory) / "trials" / str(trial_id) / "curve.jsonl"

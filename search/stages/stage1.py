@@ -21,18 +21,18 @@ from pathlib import Path
 from mnas.arch import Architecture
 from mnas.errors import MnasError
 from mnas.space import SearchSpace
-from search import queries
+from search.experiment import queries
 from search.config import SearchConfig
 from search.controllers import Controller, Proposal, make_controller
 from search.controllers.targets import RandomTargets
-from search.executors import make_executor
-from search.experiment import prepare_trials
-from search.loop import Observer, Stage, TrialLoop
-from search.early_stopping import CurveWatcher
-from search.observers import ProgressDisplay, TensorBoardScalars
-from search.spec import TrialContext, TrialResult, TrialSpec
-from search.store import Store
-from search.tuning import measured_settings, slots_per_gpu
+from search.trials.executors import make_executor
+from search.experiment.directory import prepare_trials
+from search.stages.loop import Observer, Stage, TrialLoop
+from search.stages.early_stopping import CurveWatcher
+from search.stages.observers import ProgressDisplay, TensorBoardScalars
+from search.trials.spec import TrialContext, TrialResult, TrialSpec
+from search.experiment.store import Store
+from search.trials.tuning import measured_settings, slots_per_gpu
 from search.proxy.check import search_start_checks
 
 
@@ -160,7 +160,7 @@ class MeasureNewBest(Observer):
             return
         if self.store.best_trial(1)["id"] != trial["id"]:
             return
-        from search.trial import measure_latency
+        from search.latency.measure import measure_latency
 
         spec = self.context.spec(trial["id"], trial["architecture"])
         measured, _ = measure_latency(spec.latency, spec.architecture, self.context.num_classes, spec.measure_alone_in)
