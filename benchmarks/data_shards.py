@@ -94,9 +94,9 @@ def main() -> None:
 
     import torch
 
-    from mnas.arch import load_architecture
     from mnas.data import ArraySource, load_dataset
     from mnas.data_info import imagenet_shard_bytes
+    from mnas.presets import load_architecture
     from mnas.shards import prepare_shards
 
     torch.set_num_threads(2)

@@ -22,8 +22,8 @@ from _machine import machine_line  # noqa: E402
 
 from search.config import load_config  # noqa: E402
 from search.experiment.directory import open_search  # noqa: E402
-from search.stages.stage1 import run_search  # noqa: E402
 from search.experiment.store import Store  # noqa: E402
+from search.stages.stage1 import run_search  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[1] / "search" / "configs" / "demo.yaml"
 

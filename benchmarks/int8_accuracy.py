@@ -39,8 +39,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
-    from mnas.arch import load_architecture
     from mnas.data import load_dataset, stratified_split
+    from mnas.presets import load_architecture
     from mnas.quantize import file_accuracy, int8_tensors, quantize_model, source_inputs
     from mnas.train import TrainConfig, load_checkpoint, train_model
 

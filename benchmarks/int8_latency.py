@@ -38,10 +38,10 @@ def main() -> None:
     from scipy.stats import kendalltau
 
     from latency_service.client import make_measurer
-    from mnas.arch import load_architecture
     from mnas.errors import ExportError
     from mnas.export import export_model
     from mnas.model import build_model
+    from mnas.presets import load_architecture
     from mnas.quantize import quantize_model, random_inputs
     from mnas.space import SearchSpace
 

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _machine import machine_line  # noqa: E402
+
 from devices.measure import measure_file  # noqa: E402
 from devices.profile import load_profile  # noqa: E402
 from mnas.export import export_architecture  # noqa: E402

@@ -79,9 +79,10 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
+    from service_helpers import Service
+
     from mnas.export import export_architecture
     from mnas.space import SearchSpace
-    from service_helpers import Service
 
     figures: dict = {"machine": machine_line(), "settings": {k: v for k, v in vars(args).items() if k != "json"}, "rows": []}
     with tempfile.TemporaryDirectory(prefix="mnas-farm-") as tmp:

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _machine import machine_line  # noqa: E402
+
 from latency_service.client import make_measurer  # noqa: E402
 from mnas.export import export_architecture  # noqa: E402
 from mnas.presets import PRESETS  # noqa: E402

@@ -85,6 +85,19 @@ def mnas(*args: str, timeout: float = 24 * 3600) -> subprocess.CompletedProcess:
     return proc
 
 
+def spread_architectures(space, resolution: int, count: int, seed: int = 12345) -> list:
+    """``count`` architectures at evenly spaced quantiles of the MACs of ``20 x count`` samples."""
+    import numpy as np
+
+    from mnas.layers import arch_layers
+
+    rng = np.random.default_rng(seed)
+    pool = [space.sample(rng) for _ in range(20 * count)]
+    macs = np.array([sum(layer.costs()["macs"] for _, layer in arch_layers(a, resolution)) for a in pool])
+    order = np.argsort(macs)
+    return [pool[order[int(round(q))]] for q in np.linspace(0, len(pool) - 1, count)]
+
+
 def timed(fn):
     t0 = time.perf_counter()
     out = fn()
@@ -93,13 +106,13 @@ def timed(fn):
 
 def rank_check(config_path: Path, supernet: Path, count: int, store_path: Path, log) -> dict:
     """Stand-alone proxy top-1 vs supernet top-1 for ``count`` architectures spread over MACs."""
+
     from mnas.train import train_model
-    from oneshot_rank import spread_architectures
     from search.config import load_config
     from search.oneshot.evaluator import SupernetEvaluator
     from search.proxy.ranks import agreement
-    from search.trials.spec import TrialData
     from search.trials.data import load_trial_data
+    from search.trials.spec import TrialData
 
     config = load_config(config_path)
     picks = spread_architectures(config.space.build(), config.proxy.resolution, count)

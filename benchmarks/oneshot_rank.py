@@ -27,27 +27,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _machine import machine_line  # noqa: E402
-from oneshot import PRESETS, REPO  # noqa: E402
-
-
-def spread_architectures(space, resolution: int, count: int, seed: int = 12345) -> list:
-    """``count`` architectures at evenly spaced quantiles of the MACs of ``20 x count`` samples."""
-    import numpy as np
-
-    from mnas.layers import arch_layers
-
-    rng = np.random.default_rng(seed)
-    pool = [space.sample(rng) for _ in range(20 * count)]
-    macs = np.array([sum(layer.costs()["macs"] for _, layer in arch_layers(a, resolution)) for a in pool])
-    order = np.argsort(macs)
-    return [pool[order[int(round(q))]] for q in np.linspace(0, len(pool) - 1, count)]
+from oneshot import PRESETS, REPO, spread_architectures  # noqa: E402
 
 
 def standalone(config, archs: list, epochs: int, seed: int, cache: Path, log) -> list[float]:
     """Top-1 of each architecture trained alone with the proxy recipe (``epochs``, ``seed``); cached."""
     from mnas.train import train_model
-    from search.trials.spec import TrialData
     from search.trials.data import load_trial_data
+    from search.trials.spec import TrialData
 
     done = json.loads(cache.read_text()) if cache.is_file() else {}
     data = None

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _machine import machine_line  # noqa: E402
+
 from latency_service.client import make_measurer  # noqa: E402
 from mnas.space import SearchSpace  # noqa: E402
 from search.latency.predictor import PROFILED_MODELS, MeasurementCache, Measurer, Predictor, build_predictor, error_figures, save  # noqa: E402

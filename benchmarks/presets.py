@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from _machine import machine_line  # noqa: E402
+from test_presets import TIMM_COUNTS  # noqa: E402  (timm's counts, measured once, kept as numbers)
 
 from devices.measure import measure_file  # noqa: E402
 from devices.profile import load_profile  # noqa: E402
@@ -26,7 +27,6 @@ from mnas.costs import arch_info  # noqa: E402
 from mnas.export import export_architecture  # noqa: E402
 from mnas.presets import PRESETS  # noqa: E402
 from mnas.space import load_space, shipped_spaces  # noqa: E402
-from test_presets import TIMM_COUNTS  # noqa: E402  (timm's counts, measured once, kept as numbers)
 
 
 def main() -> None:

@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
 from _machine import machine_line  # noqa: E402
+
 from mnas.data import MEAN, STD, ArraySource, load_dataset, stratified_split  # noqa: E402
 from mnas.space import SearchSpace  # noqa: E402
 from mnas.train import TrainConfig, train_model  # noqa: E402

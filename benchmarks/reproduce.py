@@ -41,7 +41,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -245,7 +245,6 @@ def pick_controller(run: Run) -> dict:
 
 
 def search(run: Run, name: str, target: float, proxy: dict, **extra) -> dict:
-    s = run.scale
     exp = run.out / name
     cfg = run.config(name, reward={"target_ms": round(target, 4), "mode": "hard"}, **extra)
     import yaml
@@ -257,8 +256,8 @@ def search(run: Run, name: str, target: float, proxy: dict, **extra) -> dict:
         run.mnas("supernet", "train", cfg, "--out", run.out / name / "supernet")
     args = ["--resume", exp] if (exp / "experiment.sqlite").is_file() else [cfg, "--out", exp]
     run.mnas("search", *args, "--no-progress")
-    from search.experiment import queries
     from search.config import load_config
+    from search.experiment import queries
     from search.experiment.store import Store
 
     store = Store(exp)
@@ -469,7 +468,7 @@ def main() -> None:
         run.step("deploy", lambda: deploy(run, classes))
     except RunError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(2) from None
     result = summarize(run)
     write(out / "results.json", result)
     plot(result, out / "results.png")

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _machine import machine_line  # noqa: E402
+
 from mnas.data import load_dataset  # noqa: E402
 from mnas.space import SearchSpace  # noqa: E402
 from search.config import load_config  # noqa: E402
@@ -70,8 +71,8 @@ def main() -> None:
             run_fork(executor, ctx.spec(999, space.sample(999)))  # starts the server: paid once per search, reported apart
             for i in range(args.archs):
                 spec = ctx.spec(i + 1, space.sample(i)).model_copy(update={"torch_threads": threads})
-                for name, run in (("python -m search.trials.run", lambda: run_exec(spec, work)),
-                                  ("forked from the warm server", lambda: run_fork(executor, spec))):
+                for name, run in (("python -m search.trials.run", lambda spec=spec: run_exec(spec, work)),
+                                  ("forked from the warm server", lambda spec=spec: run_fork(executor, spec))):
                     wall, result = run()
                     assert result.status == "succeeded", result.error
                     timings = result.metrics["timings"]

@@ -82,13 +82,13 @@ class DeviceProfile(BaseModel):
         default=None, description="time a fixed model alternately with each candidate and report their ratio (drift-free)")
 
     @model_validator(mode="after")
-    def _adb_needs_settings(self) -> "DeviceProfile":
+    def _adb_needs_settings(self) -> DeviceProfile:
         if self.backend == "android-adb" and self.adb is None:
             self.adb = AdbSettings()
         return self
 
     @model_validator(mode="after")
-    def _reference_runs_here(self) -> "DeviceProfile":
+    def _reference_runs_here(self) -> DeviceProfile:
         if self.reference is None:
             return self
         if self.backend == "android-adb":

@@ -124,15 +124,13 @@ class OnnxRuntimeModel:
 class LiteRtModel:
     def __init__(self, path: str, threads: int):
         try:
-            from ai_edge_litert.interpreter import Interpreter
-
             import ai_edge_litert
+            from ai_edge_litert.interpreter import Interpreter
 
             self.runtime = {"name": "ai-edge-litert", "version": getattr(ai_edge_litert, "__version__", "unknown")}
         except ImportError:  # a device with only the old runtime
-            from tflite_runtime.interpreter import Interpreter
-
             import tflite_runtime
+            from tflite_runtime.interpreter import Interpreter
 
             self.runtime = {"name": "tflite-runtime", "version": tflite_runtime.__version__}
         try:

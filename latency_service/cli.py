@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -64,12 +63,12 @@ def serve(
                                           "env MNAS_LATENCY_DEVICE"),
     host: str = typer.Option("127.0.0.1", help="bind address; loopback by default"),
     port: int = typer.Option(8600),
-    token: Optional[str] = typer.Option(None, envvar="MNAS_LATENCY_TOKEN", help="require this bearer token; env MNAS_LATENCY_TOKEN"),
-    token_file: Optional[Path] = typer.Option(None, envvar="MNAS_LATENCY_TOKEN_FILE",
+    token: str | None = typer.Option(None, envvar="MNAS_LATENCY_TOKEN", help="require this bearer token; env MNAS_LATENCY_TOKEN"),
+    token_file: Path | None = typer.Option(None, envvar="MNAS_LATENCY_TOKEN_FILE",
                                               help="without --token: the token kept in this file, generated at first start"),
     insecure: bool = typer.Option(False, help="allow a non-loopback bind without a token (anyone who reaches it can use the devices)"),
     db: Path = typer.Option(Path("latency-cache.sqlite"), envvar="MNAS_LATENCY_DB", help="SQLite result cache; env MNAS_LATENCY_DB"),
-    audit_log: Optional[Path] = typer.Option(None, envvar="MNAS_LATENCY_AUDIT_LOG",
+    audit_log: Path | None = typer.Option(None, envvar="MNAS_LATENCY_AUDIT_LOG",
                                              help="JSON-lines log of every request (default: beside the cache, DB.audit.jsonl)"),
     max_upload_mb: float = typer.Option(200.0, help="largest accepted model file"),
     queue_timeout_s: float = typer.Option(1800.0, help="longest a request waits for a device"),
@@ -104,7 +103,7 @@ def serve(
 @app.command()
 def calibrate(
     device: str = typer.Option(..., "--device", help="a device profile YAML or a name in devices/profiles; with or without a reference"),
-    reference: Optional[str] = typer.Option(None, help="the reference model: an ONNX file or a name in devices/references "
+    reference: str | None = typer.Option(None, help="the reference model: an ONNX file or a name in devices/references "
                                                         "(default: the profile's, else mnasnet-a1-64)"),
     rounds: int = typer.Option(10, min=3, max=200, help="measurements of the reference, one after another"),
 ):

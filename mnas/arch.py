@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -122,7 +121,7 @@ class BlockSpec(BaseModel):
         return mbconv(expansion) if family == "mbconv" else family
 
     @model_validator(mode="after")
-    def _empty_block_keeps_resolution(self) -> "BlockSpec":
+    def _empty_block_keeps_resolution(self) -> BlockSpec:
         if self.layers == 0 and self.stride != 1:
             raise ValueError("a block with 0 layers must have stride 1 (it would drop a downsampling step)")
         return self
@@ -178,14 +177,14 @@ class Architecture(BaseModel):
         return json.dumps(self.to_dict(), indent=indent)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Architecture":
+    def from_dict(cls, data: dict) -> Architecture:
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
             raise ArchitectureError(_describe(exc)) from None
 
     @classmethod
-    def from_json(cls, text: str) -> "Architecture":
+    def from_json(cls, text: str) -> Architecture:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -201,7 +200,7 @@ class Architecture(BaseModel):
 
     @classmethod
     def from_timm(cls, strings: list[str] | str, stem: int = 32, head: int = 1280, act: str | None = None,
-                  se_style: str = "input", head_style: str = "conv") -> "Architecture":
+                  se_style: str = "input", head_style: str = "conv") -> Architecture:
         """Blocks from timm strings; the rest (stem, head, activation, SE and head styles) as given.
         Without ``act``: the activation every block names (``nre``), else ReLU."""
         if isinstance(strings, str):
@@ -218,7 +217,7 @@ class Architecture(BaseModel):
     def summary(self) -> str:
         return ", ".join(self.to_timm())
 
-    def widened(self, width_mult: float) -> "Architecture":
+    def widened(self, width_mult: float) -> Architecture:
         """This network at a width multiplier, as an architecture of its own: stem and block
         filters scaled as the model builder scales them (the head kept), so that building the
         result at width 1.0 builds this one at ``width_mult``. A baseline matched to a latency
@@ -314,25 +313,3 @@ def _number(text: str, name: str, where: str, kind):
         return kind(text)
     except ValueError:
         raise ArchitectureError(f"{where}: {name} value {text!r} is not a number") from None
-
-
-def load_architecture(ref: str | Path) -> Architecture:
-    """Resolve a preset name, a JSON file path, or comma-separated timm block strings."""
-    from mnas.presets import PRESETS
-
-    text = str(ref).strip()
-    if text in PRESETS:
-        return PRESETS[text]
-    path = Path(text)
-    if text.endswith(".json") or path.is_file():
-        if not path.is_file():
-            raise ArchitectureError(f"architecture file not found: {path}")
-        return Architecture.from_json(path.read_text())
-    if text.startswith("{"):
-        return Architecture.from_json(text)
-    if re.match(r"^(cn|ds|ir)_", text):
-        return Architecture.from_timm(text)
-    raise ArchitectureError(
-        f"cannot read architecture {text!r}: not a preset ({', '.join(PRESETS)}), "
-        "not a JSON file, and not timm block strings like 'ds_r1_k3_s1_c16,ir_r2_k3_s2_e6_c24'"
-    )

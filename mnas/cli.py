@@ -11,7 +11,6 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -34,12 +33,12 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except MnasError as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             err_console.print(f"[bold red]error:[/] {where}: {first['msg']}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
 
     return wrapper
 
@@ -58,8 +57,8 @@ def arch_info_cmd(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ):
     """Parameters, multiply-adds (fvcore) and timm block strings of an architecture."""
-    from mnas.arch import load_architecture
     from mnas.costs import arch_info
+    from mnas.presets import load_architecture
     from mnas.recipe import check_width_mult
 
     if resolution < 8:
@@ -130,7 +129,7 @@ def space_around_cmd(
     """Write a smaller space centred on an architecture, for a second, finer search."""
     import yaml
 
-    from mnas.arch import load_architecture
+    from mnas.presets import load_architecture
     from mnas.space import space_around
 
     space = space_around(load_architecture(arch), radius, name)
@@ -147,19 +146,19 @@ def train_cmd(
     epochs: int = typer.Option(5, min=1),
     resolution: int = typer.Option(32),
     batch_size: int = typer.Option(128, min=1),
-    lr: Optional[float] = typer.Option(None, help="peak learning rate (default 0.2 x batch/256)"),
+    lr: float | None = typer.Option(None, help="peak learning rate (default 0.2 x batch/256)"),
     label_smoothing: float = typer.Option(0.0),
     width_mult: float = typer.Option(1.0),
-    stride_cuts: Optional[int] = typer.Option(None, min=0, max=6, help="leading stride-2 steps run at stride 1 (default by resolution)"),
-    limit: Optional[int] = typer.Option(None, help="train on a stratified subset of this many images"),
+    stride_cuts: int | None = typer.Option(None, min=0, max=6, help="leading stride-2 steps run at stride 1 (default by resolution)"),
+    limit: int | None = typer.Option(None, help="train on a stratified subset of this many images"),
     stage1: bool = typer.Option(False, help="train on the 90% search split and evaluate on the 10% held out"),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("runs/train"), help="folder for checkpoint.pt and metrics.json"),
 ):
     """Train one architecture (stage-2 full training) and write a checkpoint and metrics."""
-    from mnas.arch import load_architecture
     from mnas.data import load_dataset, stratified_split
+    from mnas.presets import load_architecture
     from mnas.train import TrainConfig, train_model
 
     architecture = load_architecture(arch)

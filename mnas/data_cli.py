@@ -6,7 +6,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -19,9 +18,9 @@ def prepare_cmd(
     source: str = typer.Argument(..., help="imagefolder:DIR (DIR/train/<class>/*, DIR/val/<class>/*)"),
     resolution: int = typer.Option(..., help="side of the stored images (shorter side to R / crop, then the centre R x R)"),
     out: Path = typer.Option(..., "--out", help="shards directory (run again to continue after a kill); then use shards:DIR"),
-    classes: Optional[int] = typer.Option(None, min=1, help="the first N classes (sorted by name)"),
-    class_list: Optional[Path] = typer.Option(None, help="a file with one class name per line"),
-    per_class: Optional[int] = typer.Option(None, min=1, help="the first K training images of each class (val kept whole)"),
+    classes: int | None = typer.Option(None, min=1, help="the first N classes (sorted by name)"),
+    class_list: Path | None = typer.Option(None, help="a file with one class name per line"),
+    per_class: int | None = typer.Option(None, min=1, help="the first K training images of each class (val kept whole)"),
     workers: int = typer.Option(1, min=1, help="decoding processes"),
     crop: float = typer.Option(0.875, help="centre-crop share of the resized shorter side (0.875: R x 1.14)"),
     shard_size: int = typer.Option(4096, min=1, help="images per shard file"),
@@ -77,7 +76,7 @@ class _bar:
 @user_errors
 def info_cmd(
     spec: str = typer.Argument(..., help="data spec: digits, npz:DIR, imagefolder:DIR or shards:DIR"),
-    resolution: Optional[int] = typer.Option(None, help="imagefolder: the resolution it would be decoded at (size in memory)"),
+    resolution: int | None = typer.Option(None, help="imagefolder: the resolution it would be decoded at (size in memory)"),
     verify: bool = typer.Option(False, help="shards: recompute every shard's checksum against the manifest"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ):

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from mnas.arch import Architecture, BlockSpec, round_filters  # noqa: F401  (round_filters: re-exported)
-from mnas.layers import LayerConfig
 from mnas.blocks import ConvLayer, DepthwiseSeparable, InvertedResidual, activation, batch_norm
+from mnas.layers import LayerConfig
 from mnas.recipe import check_width_mult, small_input_cuts  # noqa: F401  (small_input_cuts: re-exported)
 
 

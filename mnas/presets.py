@@ -7,7 +7,11 @@ arXiv:1905.02244, EfficientNet arXiv:1905.11946, Single-Path NAS arXiv:1904.0287
 arXiv:1812.03443. Parameter and multiply-add counts match timm's models (tests/test_presets.py).
 """
 
+import re
+from pathlib import Path
+
 from mnas.arch import Architecture
+from mnas.errors import ArchitectureError
 
 MOBILENET_V2 = [
     "ds_r1_k3_s1_c16",  # stage 1, 112x112 in
@@ -100,3 +104,23 @@ PRESETS: dict[str, Architecture] = {
     "spnasnet-100": Architecture.from_timm(SPNASNET_100),
     "fbnet-c": Architecture.from_timm(FBNET_C, stem=16, head=1984),
 }
+
+
+def load_architecture(ref: str | Path) -> Architecture:
+    """Resolve a preset name, a JSON file path, or comma-separated timm block strings."""
+    text = str(ref).strip()
+    if text in PRESETS:
+        return PRESETS[text]
+    path = Path(text)
+    if text.endswith(".json") or path.is_file():
+        if not path.is_file():
+            raise ArchitectureError(f"architecture file not found: {path}")
+        return Architecture.from_json(path.read_text())
+    if text.startswith("{"):
+        return Architecture.from_json(text)
+    if re.match(r"^(cn|ds|ir)_", text):
+        return Architecture.from_timm(text)
+    raise ArchitectureError(
+        f"cannot read architecture {text!r}: not a preset ({', '.join(PRESETS)}), "
+        "not a JSON file, and not timm block strings like 'ds_r1_k3_s1_c16,ir_r2_k3_s2_e6_c24'"
+    )

@@ -41,7 +41,7 @@ class Reward(BaseModel):
     memory_beta: float | None = None
 
     @model_validator(mode="after")
-    def _exponents(self) -> "Reward":
+    def _exponents(self) -> Reward:
         if self.mode == "custom" and (self.alpha is None or self.beta is None):
             raise ValueError("mode 'custom' needs both alpha and beta")
         if self.memory_mode == "custom" and self.memory_target_mb and (self.memory_alpha is None or self.memory_beta is None):

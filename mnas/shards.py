@@ -25,9 +25,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -108,7 +109,7 @@ def select_classes(root: Path, classes: int | None, class_list: Path | None) -> 
 
 def list_files(split_dir: Path, classes: list[str], per_class: int | None) -> tuple[list[Path], np.ndarray]:
     """Sorted image files of a split's class folders (a missing or empty class gives none)."""
-    from mnas.data import IMAGE_SUFFIXES
+    from mnas.sources import IMAGE_SUFFIXES
 
     files, labels = [], []
     for label, name in enumerate(classes):
@@ -256,7 +257,7 @@ class ShardSource:
     def labels(self) -> np.ndarray:
         return self.all_y[self.rows]
 
-    def subset(self, indices: np.ndarray) -> "ShardSource":
+    def subset(self, indices: np.ndarray) -> ShardSource:
         return ShardSource(self.parts, self.all_y, self.rows[np.asarray(indices)])
 
     def gather(self, rows: np.ndarray) -> np.ndarray:
@@ -271,10 +272,10 @@ class ShardSource:
             out[np.flatnonzero(mask)[order]] = self.parts[p][local[order]]
         return out
 
-    def batches(self, batch_size: int, shuffle: bool, seed: int, resolution: int) -> Iterator[tuple["torch.Tensor", "torch.Tensor"]]:
+    def batches(self, batch_size: int, shuffle: bool, seed: int, resolution: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         import torch
 
-        from mnas.data import batch_order
+        from mnas.sources import batch_order
 
         order = batch_order(len(self), shuffle, seed)
         for start in range(0, len(order), batch_size):
@@ -285,11 +286,11 @@ class ShardSource:
         per_image = int(np.prod(self.parts[0].shape[1:])) if self.parts else 0
         return len(self) * per_image + len(self) * 8
 
-    def to_device(self, device: "torch.device"):
+    def to_device(self, device: torch.device):
         """The rows copied onto ``device`` once, a chunk at a time (no host copy of the split)."""
         import torch
 
-        from mnas.data import DeviceSource
+        from mnas.sources import DeviceSource
 
         shape = self.parts[0].shape[1:] if self.parts else (0, 0, 3)
         x = torch.empty((len(self), *shape), dtype=torch.uint8, device=device)

@@ -117,7 +117,7 @@ class ChoiceLists(BaseModel):
             raise ValueError("filter multipliers must lie in (0, 4]")
         return values
 
-    def merged(self, over: "ChoiceLists | None") -> dict[str, list]:
+    def merged(self, over: ChoiceLists | None) -> dict[str, list]:
         """These lists with a block's own lists laid over them; only the searched tokens."""
         mine = self.model_dump(exclude_none=True)
         mine.update(over.model_dump(exclude_none=True) if over else {})
@@ -257,7 +257,7 @@ class SearchSpace:
                 raise ArchitectureError(f"token block {tok.block + 1} {tok.name}: index {idx} out of range 0..{len(tok.choices) - 1}")
             values[tok.block][tok.name] = tok.choices[idx]
         blocks = []
-        for i, (base, chosen) in enumerate(zip(self.base.blocks, values)):
+        for base, chosen in zip(self.base.blocks, values):
             fields = base.model_dump()
             fields.update({k: v for k, v in chosen.items() if k not in ("expansion", "op")})
             if "op" in chosen or "expansion" in chosen:
@@ -361,7 +361,7 @@ def _multiplier(base: int, width: int) -> float:
 
 def build_space(spec: SpaceFile, where: str = "", act: str | None = None) -> SearchSpace:
     """Concrete choices from a space file; every error names its field."""
-    from mnas.arch import load_architecture
+    from mnas.presets import load_architecture
 
     try:
         base = load_architecture(spec.base) if isinstance(spec.base, str) else Architecture.from_timm(spec.base, act=spec.act)

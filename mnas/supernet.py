@@ -250,7 +250,7 @@ class Supernet(nn.Module):
             x = act(self.bn2(self.conv_head(x, self.conv_head.weight.shape[0]))).mean((2, 3))
         return self.classifier(F.dropout(x, self.dropout_p, self.training) if self.dropout_p > 0 else x)
 
-    def path(self, arch: Architecture) -> "SupernetPath":
+    def path(self, arch: Architecture) -> SupernetPath:
         """``arch``'s path as an ordinary module (``model(x)``), for the shared training and evaluation code."""
         self.space.encode(arch)  # raises naming the field that is off the space's grid
         return SupernetPath(self, arch)

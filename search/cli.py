@@ -13,7 +13,6 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -26,13 +25,13 @@ MODEL_SUFFIXES = {".onnx", ".tflite"}
 @user_errors
 def latency_measure_cmd(
     target: str = typer.Argument(..., help="a .onnx/.tflite file, or an architecture (preset, JSON file, timm strings)"),
-    url: Optional[str] = typer.Option(None, help="latency service URL, e.g. http://127.0.0.1:8600"),
-    device: Optional[str] = typer.Option(None, help="device profile YAML: measure here, in-process"),
-    on: Optional[str] = typer.Option(None, "--on", help="with --url: the device or pool at the service (default: its only one)"),
-    token: Optional[str] = typer.Option(None, envvar="MNAS_LATENCY_TOKEN", help="bearer token for the service"),
+    url: str | None = typer.Option(None, help="latency service URL, e.g. http://127.0.0.1:8600"),
+    device: str | None = typer.Option(None, help="device profile YAML: measure here, in-process"),
+    on: str | None = typer.Option(None, "--on", help="with --url: the device or pool at the service (default: its only one)"),
+    token: str | None = typer.Option(None, envvar="MNAS_LATENCY_TOKEN", help="bearer token for the service"),
     resolution: int = typer.Option(224, help="input resolution when exporting an architecture"),
     num_classes: int = typer.Option(1000, help="classifier outputs when exporting an architecture"),
-    input_shape: Optional[str] = typer.Option(None, help="override the model's input shape, e.g. 1,3,160,160"),
+    input_shape: str | None = typer.Option(None, help="override the model's input shape, e.g. 1,3,160,160"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ):
     """Latency (median, p10, p90, CV) and peak memory of a model file or an architecture."""
@@ -71,8 +70,8 @@ def latency_measure_cmd(
 
 
 def _measure_architecture(measurer, target: str, resolution: int, num_classes: int, shape):
-    from mnas.arch import load_architecture
     from mnas.export import export_architecture
+    from mnas.presets import load_architecture
 
     arch = load_architecture(target)
     fmt = measurer.model_format()
@@ -83,10 +82,10 @@ def _measure_architecture(measurer, target: str, resolution: int, num_classes: i
 
 @user_errors
 def search_cmd(
-    config: Optional[Path] = typer.Argument(None, help="search config YAML (optional with --resume)"),
-    resume: Optional[Path] = typer.Option(None, help="continue the search in this experiment directory"),
-    executor: Optional[str] = typer.Option(None, help="local or ray (overrides the config)"),
-    out: Optional[Path] = typer.Option(None, help="experiment directory (default runs/NAME-TIMESTAMP)"),
+    config: Path | None = typer.Argument(None, help="search config YAML (optional with --resume)"),
+    resume: Path | None = typer.Option(None, help="continue the search in this experiment directory"),
+    executor: str | None = typer.Option(None, help="local or ray (overrides the config)"),
+    out: Path | None = typer.Option(None, help="experiment directory (default runs/NAME-TIMESTAMP)"),
     progress: bool = typer.Option(True, help="live progress display"),
     tensorboard: bool = typer.Option(False, help="also write TensorBoard scalars per trial to DIR/tensorboard"),
 ):
@@ -125,10 +124,10 @@ def stage2_cmd(
     directory: Path = typer.Argument(..., help="experiment directory of a stage-1 search"),
     top: int = typer.Option(10, min=1, help="how many architectures to train"),
     epochs: int = typer.Option(..., min=1, help="full-training epochs"),
-    executor: Optional[str] = typer.Option(None, help="local or ray (overrides the config)"),
+    executor: str | None = typer.Option(None, help="local or ray (overrides the config)"),
     init: str = typer.Option("scratch", help="scratch, or shared: start from the supernet's weights (evaluator: supernet)"),
-    quantize: Optional[str] = typer.Option(None, help="also test each winner quantized: int8 or dynamic (default: the config's latency.quantize)"),
-    quantize_format: Optional[str] = typer.Option(None, help="onnx or tflite (default: the latency source's format)"),
+    quantize: str | None = typer.Option(None, help="also test each winner quantized: int8 or dynamic (default: the config's latency.quantize)"),
+    quantize_format: str | None = typer.Option(None, help="onnx or tflite (default: the latency source's format)"),
 ):
     """Stage 2: fully train the top-k architectures and test them; results go to the same store."""
     from rich.table import Table
@@ -215,7 +214,7 @@ def tune_cmd(
     device: str = typer.Option("auto", help="cuda:N, cpu, or auto (the first GPU, else the CPU)"),
     seconds: float = typer.Option(6.0, min=0.5, help="timed window per measurement"),
     max_per_gpu: int = typer.Option(8, min=1, max=16, help="largest packing tried"),
-    out: Optional[Path] = typer.Option(None, help="also write the result as JSON (a search keeps it as DIR/tuning.json)"),
+    out: Path | None = typer.Option(None, help="also write the result as JSON (a search keeps it as DIR/tuning.json)"),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Measure precision, layout and trials per GPU for this config's proxy on this machine."""
@@ -252,18 +251,17 @@ def tune_cmd(
 @user_errors
 def estimate_cmd(
     config: Path = typer.Argument(..., help="search config YAML"),
-    from_dir: Optional[Path] = typer.Option(None, "--from", help="take the average trial time from this experiment"),
+    from_dir: Path | None = typer.Option(None, "--from", help="take the average trial time from this experiment"),
     probe: int = typer.Option(2, min=1, help="without --from: time this many real trials now"),
     price: float = typer.Option(2.5, help="price per GPU-hour"),
-    gpus_per_trial: Optional[float] = typer.Option(None, help="default 1 / trials_per_gpu"),
+    gpus_per_trial: float | None = typer.Option(None, help="default 1 / trials_per_gpu"),
     stage2_top: int = typer.Option(10, min=0),
-    stage2_epochs: Optional[int] = typer.Option(None, min=1, help="default 20 x the proxy epochs"),
+    stage2_epochs: int | None = typer.Option(None, min=1, help="default 20 x the proxy epochs"),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Search cost: trials x average trial time / parallel trials, GPU-hours and money, plus stage 2."""
     from search.config import load_config
     from search.results.estimate import estimate, trial_seconds_from, trial_seconds_probe
-
     from search.trials.tuning import Tuning, slots_per_gpu
 
     cfg = load_config(config)
@@ -288,14 +286,14 @@ def export_cmd(
     arch: str = typer.Argument(..., help="preset, architecture JSON file, timm block strings, or an experiment directory"),
     fmt: str = typer.Option("onnx", "--format", help="onnx or tflite; for an experiment a comma list, e.g. onnx,tflite"),
     out: Path = typer.Option(..., "--out", help="output file (an architecture) or folder (an experiment's winners)"),
-    resolution: Optional[int] = typer.Option(None, help="input resolution (default 224; an experiment's latency resolution)"),
-    num_classes: Optional[int] = typer.Option(None, help="classifier outputs (default 1000; an experiment's dataset)"),
+    resolution: int | None = typer.Option(None, help="input resolution (default 224; an experiment's latency resolution)"),
+    num_classes: int | None = typer.Option(None, help="classifier outputs (default 1000; an experiment's dataset)"),
     width_mult: float = typer.Option(1.0, help="width multiplier"),
     top: int = typer.Option(3, min=1, help="experiment: how many winners by reward"),
-    checkpoint: Optional[Path] = typer.Option(None, help="one architecture: checkpoint.pt from `mnas train`; "
+    checkpoint: Path | None = typer.Option(None, help="one architecture: checkpoint.pt from `mnas train`; "
                                               "an experiment: use 'stage2' to take the stage-2 weights (always so with --quantize)"),
-    quantize: Optional[str] = typer.Option(None, help="int8 (static: per-channel int8 weights, int8 activations) or dynamic (int8 weights)"),
-    calibration: Optional[str] = typer.Option(None, help="int8: data spec whose training images calibrate the scales (digits, npz:DIR, ...)"),
+    quantize: str | None = typer.Option(None, help="int8 (static: per-channel int8 weights, int8 activations) or dynamic (int8 weights)"),
+    calibration: str | None = typer.Option(None, help="int8: data spec whose training images calibrate the scales (digits, npz:DIR, ...)"),
     calibration_samples: int = typer.Option(256, min=1, help="int8: calibration images"),
 ):
     """Export an architecture to ONNX or TFLite (float, or quantized with --quantize), or an experiment's top-k winners."""
@@ -319,7 +317,7 @@ def export_cmd(
         for path in written:
             console.print(f"wrote {path}")
         return
-    from mnas.arch import load_architecture
+    from mnas.presets import load_architecture
 
     if "," in fmt:
         raise MnasError("give one --format for a single architecture")
@@ -357,9 +355,8 @@ def dashboard_cmd(
     """Serve the report on loopback and rebuild it while the search runs (reads the store only)."""
     import uvicorn
 
-    from search.results.dashboard import create_dashboard
-
     from search.experiment.directory import open_store
+    from search.results.dashboard import create_dashboard
 
     open_store(directory).close()  # a clear error for a directory that holds no experiment
     console.print(f"dashboard for {directory} on http://{host}:{port} (rebuilt every {refresh:g} s)")
@@ -381,14 +378,14 @@ def _device_profile(device: str):
 def latency_predict_cmd(
     arch: str = typer.Argument(..., help="preset, architecture JSON file, or timm block strings"),
     predictor: Path = typer.Option(..., help="predictor file from mnas predictor build"),
-    resolution: Optional[int] = typer.Option(None, help="one of the predictor's resolutions (default its first)"),
-    device: Optional[str] = typer.Option(None, help="device profile the figures are for: refused if the predictor was built for another"),
+    resolution: int | None = typer.Option(None, help="one of the predictor's resolutions (default its first)"),
+    device: str | None = typer.Option(None, help="device profile the figures are for: refused if the predictor was built for another"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ):
     """Predicted latency, peak memory and per-block breakdown from a predictor file (no measurement)."""
     from rich.table import Table
 
-    from mnas.arch import load_architecture
+    from mnas.presets import load_architecture
     from search.latency.predictor import Predictor
 
     p = Predictor.load(predictor)
@@ -414,12 +411,12 @@ def latency_predict_cmd(
 @user_errors
 def latency_profile_cmd(
     arch: str = typer.Argument(..., help="preset, architecture JSON file, or timm block strings"),
-    device: Optional[str] = typer.Option(None, help="device profile (onnxruntime backend) to profile on, here"),
-    url: Optional[str] = typer.Option(None, help="a latency service (not yet: profiling runs in-process)"),
+    device: str | None = typer.Option(None, help="device profile (onnxruntime backend) to profile on, here"),
+    url: str | None = typer.Option(None, help="a latency service (not yet: profiling runs in-process)"),
     resolution: int = typer.Option(224, help="input resolution"),
     num_classes: int = typer.Option(1000, min=1),
     runs: int = typer.Option(30, min=1, help="profiled runs (after 10 warm-up runs)"),
-    predictor: Optional[Path] = typer.Option(None, help="also show this predictor's per-block figures"),
+    predictor: Path | None = typer.Option(None, help="also show this predictor's per-block figures"),
     top: int = typer.Option(10, min=0, help="slowest operators to list"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ):
@@ -427,7 +424,7 @@ def latency_profile_cmd(
     from rich.table import Table
 
     from devices.errors import MeasurementError
-    from mnas.arch import load_architecture
+    from mnas.presets import load_architecture
     from search.latency.predictor import Predictor
     from search.latency.profiling import profile_architecture
 
@@ -469,19 +466,19 @@ def latency_profile_cmd(
 def predictor_build_cmd(
     out: Path = typer.Option(..., "--out", help="predictor file to write (JSON)"),
     resolution: list[int] = typer.Option(..., help="input resolution(s) to cover; repeat for several"),
-    url: Optional[str] = typer.Option(None, help="latency service URL"),
-    device: Optional[str] = typer.Option(None, help="device profile (name or YAML): measure here, in-process"),
-    on: Optional[str] = typer.Option(None, "--on", help="with --url: the device or pool at the service (default: its only one)"),
-    token: Optional[str] = typer.Option(None, envvar="MNAS_LATENCY_TOKEN"),
+    url: str | None = typer.Option(None, help="latency service URL"),
+    device: str | None = typer.Option(None, help="device profile (name or YAML): measure here, in-process"),
+    on: str | None = typer.Option(None, "--on", help="with --url: the device or pool at the service (default: its only one)"),
+    token: str | None = typer.Option(None, envvar="MNAS_LATENCY_TOKEN"),
     num_classes: int = typer.Option(1000, min=1, help="classifier outputs of the measured models"),
-    layers: Optional[int] = typer.Option(None, min=0, help="layer configurations measured alone per resolution (the rest are "
+    layers: int | None = typer.Option(None, min=0, help="layer configurations measured alone per resolution (the rest are "
                                          "regressed); default 0 where whole models are profiled per operator, else 400"),
     models: int = typer.Option(100, min=5, help="whole models measured per resolution (the correction and memory fit)"),
-    profiled_models: Optional[int] = typer.Option(None, min=0, help="whole models profiled per operator per resolution, for "
+    profiled_models: int | None = typer.Option(None, min=0, help="whole models profiled per operator per resolution, for "
                                                   "each layer's time inside a model (onnxruntime profiles measured here; default "
                                                   "500; 0: layer times alone only)"),
     seed: int = typer.Option(0),
-    cache: Optional[Path] = typer.Option(None, help="measurement cache (default OUT.cache.sqlite); a rerun resumes from it"),
+    cache: Path | None = typer.Option(None, help="measurement cache (default OUT.cache.sqlite); a rerun resumes from it"),
     space: str = typer.Option("mnasnet", help="the search space whose layers it covers: a shipped name or a space YAML file"),
 ):
     """Build a latency and memory predictor for a device from per-layer and whole-model measurements."""

@@ -9,8 +9,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mnas.errors import MnasError
-from mnas.reward import Reward
 from mnas.recipe import Recipe, TrainConfig
+from mnas.reward import Reward
 from mnas.yamlfiles import read_yaml_mapping
 
 
@@ -44,7 +44,7 @@ class SpaceConfig(_Strict):
 
         return load_space(self.definition or self.name, act=self.act)
 
-    def recorded(self) -> "SpaceConfig":
+    def recorded(self) -> SpaceConfig:
         return self.model_copy(update={"definition": self.build().to_file(), "act": None})
 
 
@@ -112,7 +112,7 @@ class LatencyConfig(_Strict):
         return make_measurer(url=self.url, device=self.device, token=self.token(), target=self.target)
 
     @model_validator(mode="after")
-    def _one_source(self) -> "LatencyConfig":
+    def _one_source(self) -> LatencyConfig:
         if bool(self.url) == bool(self.device):
             raise ValueError("set exactly one of url (a latency service, or a list of them) or device (a profile measured in-process)")
         if self.target and not self.url:
@@ -175,7 +175,7 @@ class ExecutorConfig(_Strict):
     ray_address: str | None = Field(default=None, description="an existing Ray cluster; None starts a local Ray")
 
     @model_validator(mode="after")
-    def _packing_range(self) -> "ExecutorConfig":
+    def _packing_range(self) -> ExecutorConfig:
         if self.trials_per_gpu != "auto" and not 1 <= self.trials_per_gpu <= 16:
             raise ValueError("trials_per_gpu must be 1-16 or auto")
         return self
@@ -218,7 +218,7 @@ class SearchConfig(_Strict):
     supernet: SupernetConfig = SupernetConfig()
 
     @model_validator(mode="after")
-    def _supernet_trains_nothing_per_trial(self) -> "SearchConfig":
+    def _supernet_trains_nothing_per_trial(self) -> SearchConfig:
         if self.evaluator == "supernet":
             if self.early_stopping is not None:
                 raise ValueError("early_stopping stops trainings; with evaluator: supernet no candidate is trained (leave it out)")

@@ -1,10 +1,11 @@
 import json
 
 import pytest
+from pydantic import ValidationError
 
-from mnas.arch import Architecture, BlockSpec, load_architecture
+from mnas.arch import Architecture, BlockSpec
 from mnas.errors import ArchitectureError
-from mnas.presets import MNASNET_A1, MNASNET_B1, MOBILENET_V2, PRESETS
+from mnas.presets import MNASNET_A1, MNASNET_B1, MOBILENET_V2, PRESETS, load_architecture
 
 
 def test_presets_equal_their_timm_strings():
@@ -36,7 +37,7 @@ def test_json_round_trip_and_hash():
         again = Architecture.from_json(arch.to_json())
         assert again == arch and hash(again) == hash(arch)
     assert len({Architecture.from_json(a.to_json()) for a in PRESETS.values()}) == len(PRESETS) == 8
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         PRESETS["mnasnet-a1"].blocks[0].kernel = 5  # frozen
 
 

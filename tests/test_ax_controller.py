@@ -8,9 +8,10 @@ import pytest
 
 pytest.importorskip("ax")
 
+from test_controllers import CARDS, synthetic_reward  # noqa: E402
+
 from mnas.space import SearchSpace, load_space  # noqa: E402
 from search.controllers import make_controller  # noqa: E402
-from test_controllers import CARDS, synthetic_reward  # noqa: E402
 
 SPACE = SearchSpace()
 

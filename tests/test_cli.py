@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import onnxruntime as ort
-
 from conftest import run_cli
 
 

@@ -5,6 +5,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from service_helpers import write_profile
 
 from devices.android import benchmark_command, check_device, cpu_mask, parse_benchmark_output
 from devices.errors import MeasurementError, ProfileError
@@ -12,7 +13,6 @@ from devices.measure import measure_file, robust_cv, sniff_format
 from devices.profile import DeviceProfile, load_profile
 from mnas.export import export_architecture
 from mnas.presets import PRESETS
-from service_helpers import write_profile
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -4,12 +4,12 @@ leaves training unchanged, and a real search that stops trials below the rule.""
 import json
 
 import pytest
-
 from conftest import run_cli
-from search.config import EarlyStoppingConfig
-from search.stages.early_stopping import stop_threshold
-from search.experiment.store import Store
 from search_helpers import tiny_config, write_config
+
+from search.config import EarlyStoppingConfig
+from search.experiment.store import Store
+from search.stages.early_stopping import stop_threshold
 
 
 def curve(*top1s):

@@ -131,9 +131,10 @@ def test_proxy_speed_settings_in_yaml(tmp_path):
 
 
 def test_trials_run_the_measured_choice_only_where_the_config_says_auto(tmp_path):
+    from search_helpers import tiny_config
+
     from search.trials.spec import TrialContext
     from search.trials.tuning import Tuning, slots_per_gpu
-    from search_helpers import tiny_config
 
     measured = Tuning(precision="bf16", channels_last=False, trials_per_gpu=4)  # as read from DIR/tuning.json on a GPU machine
     auto = parse_config(tiny_config(tmp_path, executor={"trials_per_gpu": "auto"}))
@@ -149,8 +150,9 @@ def test_trials_run_the_measured_choice_only_where_the_config_says_auto(tmp_path
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")
 def test_without_a_gpu_nothing_is_measured(tmp_path):
-    from search.trials.tuning import measured_settings
     from search_helpers import tiny_config
+
+    from search.trials.tuning import measured_settings
 
     cfg = parse_config(tiny_config(tmp_path, executor={"trials_per_gpu": "auto"}))
     assert cfg.proxy.tunable() and measured_settings(cfg, tmp_path) is None
@@ -160,9 +162,10 @@ def test_without_a_gpu_nothing_is_measured(tmp_path):
 def test_a_resumed_search_reuses_its_tuning_file(tmp_path, monkeypatch):
     import json
 
+    from search_helpers import tiny_config
+
     import search.trials.executors
     import search.trials.tuning
-    from search_helpers import tiny_config
 
     monkeypatch.setattr(search.trials.executors, "gpu_count", lambda: 1)  # as on a GPU machine
 

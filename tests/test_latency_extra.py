@@ -5,12 +5,11 @@ import venv
 
 import httpx
 import pytest
-
 from conftest import REPO
-from mnas.export import export_architecture
-from mnas.presets import PRESETS
 from service_helpers import Service, write_profile
 
+from mnas.export import export_architecture
+from mnas.presets import PRESETS
 
 # what pip prints when it cannot reach an index (as opposed to a real install error, which must fail the test)
 NETWORK_ERRORS = ("NewConnectionError", "Temporary failure in name resolution", "Network is unreachable", "Max retries exceeded",

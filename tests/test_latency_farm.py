@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from service_helpers import FAST_PROFILE, Service, free_port, write_profile
 
 from latency_service.client import LatencyClient, LatencyServiceError
-from service_helpers import FAST_PROFILE, Service, free_port, write_profile
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -176,8 +176,9 @@ def test_no_open_service_without_a_token(tmp_path):
 
 
 def test_a_search_on_two_services_loses_no_trial_when_one_stops(tmp_path):
-    from search.experiment.store import Store
     from search_helpers import tiny_config, write_config
+
+    from search.experiment.store import Store
 
     one = Service(write_profile(tmp_path / "one.yaml", name="box-1"), tmp_path / "one.sqlite")
     two = Service(write_profile(tmp_path / "two.yaml", name="box-2"), tmp_path / "two.sqlite")

@@ -7,12 +7,12 @@ import httpx
 import onnx
 import pytest
 from onnx import TensorProto, helper
+from service_helpers import Service, write_profile
 
 from latency_service.client import LatencyClient, LatencyServiceError
 from mnas.export import export_architecture
 from mnas.presets import PRESETS
 from mnas.space import SearchSpace
-from service_helpers import Service, write_profile
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,15 @@ import sys
 import time
 
 import pytest
-from pydantic import ValidationError
-
 from conftest import REPO, run_cli
+from pydantic import ValidationError
+from search_helpers import tiny_config
+
 from mnas.presets import PRESETS
 from mnas.space import SearchSpace
 from search.config import parse_config
 from search.trials.executors import LocalExecutor, RayExecutor
 from search.trials.spec import TrialContext, TrialResult, TrialSpec
-from search_helpers import tiny_config
 
 
 def context(tmp_path) -> TrialContext:

@@ -6,16 +6,16 @@ import json
 
 import numpy as np
 import pytest
-from pydantic import ValidationError
-
 from conftest import run_cli
+from pydantic import ValidationError
+from search_helpers import tiny_config, write_config
+from test_controllers import CARDS
+
 from mnas.reward import Reward
 from search.controllers import Proposal, make_controller
 from search.controllers.targets import RandomTargets
 from search.experiment.pareto import as_minimization, hypervolume, hypervolume_curve, pareto_ranks
 from search.experiment.store import Store
-from search_helpers import tiny_config, write_config
-from test_controllers import CARDS
 
 
 def test_hypervolume_and_ranks_on_known_points():

@@ -6,16 +6,16 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from scipy.stats import kendalltau
 
-from conftest import run_cli
 from latency_service.client import make_measurer
 from mnas.costs import conv_linear_macs
 from mnas.layers import arch_layers, space_layers
 from mnas.model import build_layer, build_model
-from mnas.presets import PRESETS
 from mnas.space import SearchSpace
 from search.latency.predictor import FORMAT, MeasurementCache, Predictor, PredictorError, cost_estimate, cross_fitted, in_model_samples
+
 RESOLUTION, CLASSES = 32, 10
 # one process per measurement, as the quick profiles, but enough runs for a steady median:
 # at 32 px a run takes ~0.1 ms, so 50 runs cost nothing next to the process start

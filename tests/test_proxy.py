@@ -15,15 +15,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from scipy.stats import kendalltau
-
 from conftest import REPO, run_cli
+from scipy.stats import kendalltau
+from search_helpers import tiny_config, write_config
+
 from search.config import parse_config
-from search.proxy.check import largest_architecture
+from search.experiment.preflight import largest_architecture
+from search.experiment.store import Store
 from search.proxy.ranks import agreement, best_reachable_tau
 from search.proxy.select import spread_out
-from search.experiment.store import Store
-from search_helpers import tiny_config, write_config
 
 
 def proxy_config(tmp: Path, name: str = "proxy.yaml", **overrides) -> Path:
@@ -76,8 +76,8 @@ def test_largest_architecture_has_the_most_multiply_adds():
 
 
 def test_choice_effects_count_and_average_each_choice():
-    from search.results.analysis import choice_effects
     from mnas.space import load_space
+    from search.results.analysis import choice_effects
 
     space = load_space("tiny")
     n = len(space.tokens)

@@ -3,14 +3,14 @@ tensors and agree with the float model of a small trained network; clear errors;
 
 import pytest
 import torch
-
 from conftest import run_cli
+from search_helpers import tiny_config, write_config
+
 from mnas.data import load_dataset
 from mnas.quantize import calibration_inputs, int8_tensors, quantize_model, run_file, top1_agreement
 from mnas.space import load_space
 from mnas.train import TrainConfig, train_model
 from search.experiment.store import Store
-from search_helpers import tiny_config, write_config
 
 RESOLUTION = 16
 

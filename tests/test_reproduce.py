@@ -6,9 +6,8 @@ import sys
 
 import numpy as np
 import pytest
-from scipy import stats
-
 from conftest import REPO
+from scipy import stats
 
 SCRIPT = REPO / "benchmarks" / "reproduce.py"
 sys.path.insert(0, str(REPO / "benchmarks"))

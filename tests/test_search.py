@@ -4,7 +4,6 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -12,18 +11,18 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from browser import CHROMIUM, chromium_page
 from conftest import REPO, run_cli
-from mnas.space import SearchSpace
-from search.experiment import queries
-from search.config import ConfigError, load_config, parse_config
-from search.controllers.base import Controller, Proposal
-from search.experiment.directory import open_search
-from search.stages.stage1 import run_search
-from search.experiment.store import Store
 from search_helpers import counts, tiny_config, write_config
 from service_helpers import Service, write_profile
+
+from mnas.space import SearchSpace
+from search.config import ConfigError, load_config, parse_config
+from search.controllers.base import Controller, Proposal
+from search.experiment import queries
+from search.experiment.directory import open_search
+from search.experiment.store import Store
+from search.stages.stage1 import run_search
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +139,6 @@ def test_estimate_from_probe_trials(tmp_path):
 
 def test_dashboard_serves_and_rebuilds_the_report(finished_search):
     import httpx
-
     from service_helpers import free_port
 
     out, _ = finished_search

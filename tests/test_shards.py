@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import run_cli
 from PIL import Image
 
-from conftest import run_cli
 from mnas.data import load_dataset
 from mnas.errors import DataError
 from mnas.shards import ShardSource, decode_image, prepare_shards

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from conftest import run_cli
+
 from mnas.arch import Architecture
 from mnas.errors import SpaceError
 from mnas.layers import arch_layers, space_layers
@@ -59,10 +59,9 @@ def test_mobilenetv3_space_keeps_mobilenetv3s_elements():
 @pytest.mark.parametrize("name", sorted(SIZES))
 def test_sampled_architectures_of_every_space_run_and_export(name, tmp_path):
     import onnxruntime as ort
+    from test_export import trained_like
 
     from mnas.export import export_model
-
-    from test_export import trained_like
 
     model = trained_like(load_space(name).sample(7), num_classes=10, resolution=64)
     x = torch.randn(2, 3, 64, 64)
@@ -133,8 +132,9 @@ def test_space_around_keeps_the_centre_and_its_unordered_choices():
 # MobileNetV3's h-swish and hard-sigmoid SE by default; the other spaces' ops are the converter path the presets test
 @pytest.mark.parametrize("name", [n if n == "mobilenetv3" else pytest.param(n, marks=pytest.mark.slow) for n in sorted(SIZES)])
 def test_sampled_architectures_of_every_space_match_on_litert(name, tmp_path):
-    from mnas.export import export_model
     from test_export import tflite_output, trained_like
+
+    from mnas.export import export_model
 
     model = trained_like(load_space(name).sample(7), num_classes=10, resolution=64)
     x = torch.randn(1, 3, 64, 64)

@@ -84,10 +84,11 @@ def test_an_architecture_off_the_space_is_refused_by_name():
 
 
 # ----- training, evaluation and the one-shot search (digits, the tiny space) --------------------
+from conftest import run_cli  # noqa: E402
+from search_helpers import tiny_config, write_config  # noqa: E402
+
 from search.config import parse_config  # noqa: E402
 from search.experiment.store import Store  # noqa: E402
-from search_helpers import tiny_config, write_config  # noqa: E402
-from conftest import run_cli  # noqa: E402
 
 
 def oneshot_config(tmp_path, batch_size: int = 32, epochs: int = 3):

@@ -5,11 +5,11 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
+from mnas.reward import Reward
 from mnas.space import SearchSpace
 from search.controllers.surrogate import Surrogate, TrialTable, load_table, one_hot, run_controller
-from mnas.reward import Reward
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import torch
 from mnas.data import load_dataset
 from mnas.presets import PRESETS
 from mnas.space import SearchSpace
-from mnas.train import TrainConfig, lr_at, load_checkpoint, train_model
+from mnas.train import TrainConfig, load_checkpoint, lr_at, train_model
 
 
 def test_training_learns_digits_and_writes_checkpoint(tmp_path):

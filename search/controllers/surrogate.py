@@ -47,7 +47,7 @@ class TrialTable:
         Path(path).write_text(json.dumps(doc, indent=1) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "TrialTable":
+    def load(cls, path: str | Path) -> TrialTable:
         doc = json.loads(Path(path).read_text())
         if doc.get("format") != "mnas-trial-table":
             raise ValueError(f"{path} is not an mnas trial table")
@@ -103,7 +103,7 @@ def _held_out(model, x, y, seed: int, folds: int = 5) -> Fit:
     """Five-fold cross-validated predictions: Kendall tau, R^2 and mean absolute error."""
     from scipy.stats import kendalltau
     from sklearn.metrics import r2_score
-    from sklearn.model_selection import cross_val_predict, KFold
+    from sklearn.model_selection import KFold, cross_val_predict
 
     predicted = cross_val_predict(model(), x, y, cv=KFold(folds, shuffle=True, random_state=seed))
     return Fit(float(kendalltau(predicted, y).statistic), float(r2_score(y, predicted)), float(np.mean(np.abs(predicted - y))))

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from mnas.errors import MnasError
 from search.config import SearchConfig, parse_config
-from search.trials.spec import TrialContext
 from search.experiment.store import STORE_NAME, Store
+from search.trials.spec import TrialContext
 
 RESUMABLE = ("max_trials", "max_parallel_trials", "max_failed_trials", "trial_timeout_s", "stop", "early_stopping", "executor", "name")
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from search.config import LatencyConfig
 from search.latency.quiet import measuring_alone
-from search.trials.spec import TrialSpec
 
 
 def measure_latency(latency: LatencyConfig, arch, num_classes: int, alone_in: str | None = None) -> tuple[dict, dict]:
@@ -37,29 +36,3 @@ def measure_latency(latency: LatencyConfig, arch, num_classes: int, alone_in: st
     finally:
         measurer.close()
     return result, {"export_s": export_s, "measure_s": result.get("measure_seconds", 0.0)}
-
-
-def trial_latency(spec: TrialSpec, num_classes: int) -> tuple[dict, dict, float, float]:
-    """(record, timings, latency_ms, memory_mb) of the trial's model on the latency source.
-
-    Without a predictor: measured. With one: predicted (scaled by what this search's real
-    measurements showed so far), and also measured when the spec says so; the record keeps
-    both side by side (``predicted_ms`` and the measurement's ``latency_ms``), and a
-    measured figure is the one the reward uses.
-    """
-    lat = spec.latency
-    record, timings, measured = {}, {}, None
-    if spec.measure:
-        measured, timings = measure_latency(lat, spec.architecture, num_classes, spec.measure_alone_in)
-        record.update(measured)
-    if lat.predictor:
-        from search.latency.predictor import Predictor
-
-        t0 = time.perf_counter()
-        predicted = Predictor.load(lat.predictor).predict(spec.architecture, lat.resolution)
-        timings["predict_s"] = time.perf_counter() - t0
-        record.update(predicted_ms=predicted.latency_ms, predicted_memory_mb=predicted.peak_memory_mb,
-                      latency_scale=spec.latency_scale, measured=measured is not None)
-        if measured is None:
-            return record, timings, predicted.latency_ms * spec.latency_scale, predicted.peak_memory_mb
-    return record, timings, measured["latency_ms"], measured["peak_memory_mb"]

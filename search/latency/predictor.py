@@ -338,7 +338,7 @@ class LayerModel:
     def __init__(self, residual=None):
         self.residual, self.rates = residual, None
 
-    def fit(self, layers: list[LayerConfig], latency_ms: np.ndarray) -> "LayerModel":
+    def fit(self, layers: list[LayerConfig], latency_ms: np.ndarray) -> LayerModel:
         self.rates = fit_cost_rates(layers, latency_ms)
         if self.residual is not None:
             x = np.array([features(layer) for layer in layers])
@@ -635,7 +635,7 @@ class Predictor:
         self.num_classes = document["num_classes"]
 
     @classmethod
-    def load(cls, path: str | Path) -> "Predictor":
+    def load(cls, path: str | Path) -> Predictor:
         """The predictor in ``path``; kept per file and modification time, since an in-process
         evaluator (the supernet's) predicts for thousands of candidates."""
         path = Path(path)
@@ -646,7 +646,7 @@ class Predictor:
         return _LOADED[key]
 
     @classmethod
-    def _read(cls, path: Path) -> "Predictor":
+    def _read(cls, path: Path) -> Predictor:
         if not path.is_file():
             raise PredictorError(f"predictor file not found: {path}")
         try:

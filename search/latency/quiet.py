@@ -18,8 +18,8 @@ import contextlib
 import fcntl
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 FLAG, LOCK = "measuring.flag", "measuring.lock"
 SETTLE_S = 0.2  # for the other trials to finish the step they are in

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -20,7 +19,7 @@ def _progress(line: str) -> None:
 def train_cmd(
     config: Path = typer.Argument(..., help="search config YAML (its proxy data, recipe, space and supernet section)"),
     out: Path = typer.Option(..., "--out", help="supernet directory (run again to resume after a kill)"),
-    epochs: Optional[int] = typer.Option(None, min=1, help="override supernet.epochs (more than before continues training)"),
+    epochs: int | None = typer.Option(None, min=1, help="override supernet.epochs (more than before continues training)"),
 ):
     """Train one weight-sharing supernet over the config's space on its stage-1 training split."""
     from search.config import load_config
@@ -38,7 +37,7 @@ def eval_cmd(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ):
     """Top-1 of architectures through the supernet (BN recomputed for each path)."""
-    from mnas.arch import load_architecture
+    from mnas.presets import load_architecture
     from search.oneshot.evaluator import SupernetEvaluator
     from search.oneshot.training import trained_config
 
@@ -62,7 +61,7 @@ def extract_cmd(
     out: Path = typer.Option(..., "--out", help="where checkpoint.pt and metrics.json go (for mnas export --checkpoint)"),
 ):
     """Write ``arch`` as an ordinary checkpoint carrying the shared weights (BN statistics recomputed)."""
-    from mnas.arch import load_architecture
+    from mnas.presets import load_architecture
     from mnas.train import save_checkpoint
     from search.oneshot.evaluator import SupernetEvaluator
     from search.oneshot.training import trained_config

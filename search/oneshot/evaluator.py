@@ -3,7 +3,7 @@
 A candidate's accuracy is its path's top-1 on the stage-1 validation split after its BN
 statistics are recomputed on ``supernet.bn_images`` training images (the shared running
 statistics belong to no single path). Latency and memory come from the config's latency
-source exactly as for a proxy trial (``search.latency.measure.trial_latency``), so rewards are
+source exactly as for a proxy trial (``search.trials.run.trial_latency``), so rewards are
 comparable between the two evaluators. Evaluations run in the search's own process, one
 at a time: each takes a fraction of a second to a few seconds, so process start-up (the
 price of isolation for multi-minute proxy trials) would dominate.
@@ -18,10 +18,9 @@ from pathlib import Path
 from mnas.arch import Architecture
 from mnas.errors import MnasError
 from search.config import SearchConfig
-from search.trials.executors import Executor, Finished, cancelled, threads_per_trial
 from search.oneshot.training import SupernetSetup, build_supernet, is_trained, read_checkpoint
+from search.trials.executors import Executor, Finished, cancelled, threads_per_trial
 from search.trials.spec import TrialResult, TrialSpec
-
 
 EVAL_BATCH = 256
 
@@ -33,8 +32,8 @@ class SupernetEvaluator:
         import torch
 
         from mnas.train import autocast_for, place_data, resolve_device
-        from search.trials.spec import TrialData
         from search.trials.data import load_trial_data
+        from search.trials.spec import TrialData
 
         directory = Path(directory)
         if not is_trained(directory):
@@ -121,8 +120,7 @@ class SupernetExecutor(Executor):
         return [Finished(spec.trial_id, "supernet", self.run(spec))]
 
     def run(self, spec: TrialSpec) -> TrialResult:
-        from search.trials.run import classify_failure, measured_costs
-        from search.latency.measure import trial_latency
+        from search.trials.run import classify_failure, measured_costs, trial_latency
 
         t0 = time.perf_counter()
         try:

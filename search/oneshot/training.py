@@ -39,7 +39,7 @@ class SupernetSetup:
     data: dict
 
     @classmethod
-    def of(cls, config: SearchConfig, num_classes: int) -> "SupernetSetup":
+    def of(cls, config: SearchConfig, num_classes: int) -> SupernetSetup:
         sn = config.supernet.model_dump(exclude={"directory", "bn_images", "eval_images"})
         data = {"spec": config.proxy.data, "val_fraction": config.proxy.val_fraction, "split_seed": config.proxy.split_seed}
         recipe = config.proxy.train_config(config.seed).model_dump(exclude={"device", "precision", "channels_last", "data_on_device", "compile"})
@@ -105,9 +105,9 @@ def train_supernet(config: SearchConfig, directory: Path, log=None, epochs: int 
 
     from mnas.data import DeviceSource
     from mnas.layers import extreme_architecture
-    from mnas.train import autocast_for, lr_at, model_input, place_data, resolve_device, _param_groups
-    from search.trials.spec import TrialData
+    from mnas.train import _param_groups, autocast_for, lr_at, model_input, place_data, resolve_device
     from search.trials.data import load_trial_data
+    from search.trials.spec import TrialData
 
     log = log or (lambda line: None)
     directory = Path(directory)

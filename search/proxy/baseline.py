@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-from mnas.arch import Architecture, load_architecture
+from mnas.arch import Architecture
+from mnas.presets import load_architecture
 from search.proxy.study import Job, Study, StudyError
 
 BASELINE, BATCH, TUNE = "baseline", "batch", "tune"

@@ -12,7 +12,6 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -23,7 +22,7 @@ OUT_HELP = "study directory (default runs/proxy-NAME; every proxy command of one
 EXECUTOR_HELP = "local or ray (overrides the config)"
 
 
-def _open(config: Path, out: Optional[Path]):
+def _open(config: Path, out: Path | None):
     from search.config import load_config
     from search.proxy.study import Study
 
@@ -40,7 +39,7 @@ def _progress(line: str) -> None:
     err_console.print(line, highlight=False, soft_wrap=True)
 
 
-def _executor(kind: Optional[str]) -> Optional[str]:
+def _executor(kind: str | None) -> str | None:
     if kind not in (None, "local", "ray"):
         raise MnasError(f"--executor must be local or ray (got {kind!r})")
     return kind
@@ -68,7 +67,7 @@ def check_cmd(
     from dataclasses import asdict
 
     from search.config import load_config
-    from search.proxy.check import run_checks
+    from search.experiment.preflight import run_checks
 
     report = run_checks(load_config(config), probe=probe)
     if not _emit(asdict(report), as_json):
@@ -85,14 +84,14 @@ def check_cmd(
 @user_errors
 def baseline_cmd(
     config: Path = typer.Argument(..., help="search config YAML"),
-    arch: Optional[str] = typer.Option(None, help="the baseline (preset, JSON file, timm strings); default the space's base network"),
-    epochs: Optional[int] = typer.Option(None, min=1, help="full-training epochs (default 4 x the proxy's)"),
+    arch: str | None = typer.Option(None, help="the baseline (preset, JSON file, timm strings); default the space's base network"),
+    epochs: int | None = typer.Option(None, min=1, help="full-training epochs (default 4 x the proxy's)"),
     tune: bool = typer.Option(False, help="first tune the recipe: batch size by throughput, then lr / weight decay / label smoothing"),
     tune_trials: int = typer.Option(8, min=2, help="quasi-random recipes tried by --tune"),
-    batch_sizes: Optional[str] = typer.Option(None, help="with --tune: batch sizes to try, e.g. 64,128,256 (default 32-512, 1024 on a GPU)"),
+    batch_sizes: str | None = typer.Option(None, help="with --tune: batch sizes to try, e.g. 64,128,256 (default 32-512, 1024 on a GPU)"),
     update_config: bool = typer.Option(False, help="with --tune: write the tuned recipe into CONFIG itself (YAML comments are not kept)"),
-    out: Optional[Path] = typer.Option(None, help=OUT_HELP),
-    executor: Optional[str] = typer.Option(None, help=EXECUTOR_HELP),
+    out: Path | None = typer.Option(None, help=OUT_HELP),
+    executor: str | None = typer.Option(None, help=EXECUTOR_HELP),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ):
     """Train the baseline with the full recipe on the stage-1 split: its validation curve, time and images/s."""
@@ -135,8 +134,8 @@ def baseline_cmd(
 def _write_tuned(config: Path, study, recipe: dict, in_place: bool) -> Path:
     import yaml
 
-    from search.config import ConfigError
     from mnas.yamlfiles import read_yaml_mapping
+    from search.config import ConfigError
 
     data = read_yaml_mapping(config, ConfigError, "search config")
     data.setdefault("proxy", {}).update(recipe)
@@ -168,8 +167,8 @@ def select_cmd(
     config: Path = typer.Argument(..., help="search config YAML"),
     candidates: int = typer.Option(30, min=3, help="architectures sampled from the space"),
     models: int = typer.Option(10, min=3, help="models kept, spread over latency and accuracy"),
-    out: Optional[Path] = typer.Option(None, help=OUT_HELP),
-    executor: Optional[str] = typer.Option(None, help=EXECUTOR_HELP),
+    out: Path | None = typer.Option(None, help=OUT_HELP),
+    executor: str | None = typer.Option(None, help=EXECUTOR_HELP),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ):
     """Sample candidates, measure (or predict) their latency, train each once, keep models spread out."""
@@ -193,13 +192,13 @@ def select_cmd(
 @user_errors
 def reference_cmd(
     config: Path = typer.Argument(..., help="search config YAML"),
-    epochs: Optional[int] = typer.Option(None, min=1, help="full-recipe epochs (default: the study's earlier choice, else 4 x the proxy's)"),
-    data_fraction: Optional[float] = typer.Option(None, min=0.01, max=1.0, help="share of the stage-1 training split (default all of it; "
+    epochs: int | None = typer.Option(None, min=1, help="full-recipe epochs (default: the study's earlier choice, else 4 x the proxy's)"),
+    data_fraction: float | None = typer.Option(None, min=0.01, max=1.0, help="share of the stage-1 training split (default all of it; "
                                                   "less only where full training is out of reach, e.g. on a CPU)"),
-    repeats: Optional[int] = typer.Option(None, min=1, help="train each model this many times with other seeds and report how well "
+    repeats: int | None = typer.Option(None, min=1, help="train each model this many times with other seeds and report how well "
                                           "the repeats agree (Kendall tau): a reference must rank before it can judge a proxy (default 1)"),
-    out: Optional[Path] = typer.Option(None, help=OUT_HELP),
-    executor: Optional[str] = typer.Option(None, help=EXECUTOR_HELP),
+    out: Path | None = typer.Option(None, help=OUT_HELP),
+    executor: str | None = typer.Option(None, help=EXECUTOR_HELP),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ):
     """Train the selected models with the full recipe on the stage-1 split: the reference ranking."""
@@ -228,8 +227,8 @@ def search_cmd(
     config: Path = typer.Argument(..., help="search config YAML"),
     grid: list[str] = typer.Option(..., help="FIELD=V1,V2,... (repeat): epochs, resolution, width_mult, data_fraction, batch_size, ..."),
     min_tau: float = typer.Option(0.65, help="a setting passes with Kendall tau >= this against the reference"),
-    out: Optional[Path] = typer.Option(None, help=OUT_HELP),
-    executor: Optional[str] = typer.Option(None, help=EXECUTOR_HELP),
+    out: Path | None = typer.Option(None, help=OUT_HELP),
+    executor: str | None = typer.Option(None, help=EXECUTOR_HELP),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ):
     """Train the selected models under every proxy setting of the grid; the cheapest with tau >= --min-tau wins."""
@@ -273,10 +272,10 @@ def search_cmd(
 def variance_cmd(
     config: Path = typer.Argument(..., help="search config YAML"),
     repeats: int = typer.Option(5, min=2, help="trainings of the same architecture, each with its own seed"),
-    arch: Optional[str] = typer.Option(None, help="architecture (default the space's base network)"),
+    arch: str | None = typer.Option(None, help="architecture (default the space's base network)"),
     setting: list[str] = typer.Option([], help="FIELD=VALUE (repeat): the proxy setting (default the search winner's, else the config's)"),
-    out: Optional[Path] = typer.Option(None, help=OUT_HELP),
-    executor: Optional[str] = typer.Option(None, help=EXECUTOR_HELP),
+    out: Path | None = typer.Option(None, help=OUT_HELP),
+    executor: str | None = typer.Option(None, help=EXECUTOR_HELP),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ):
     """The proxy's noise: one architecture trained --repeats times with different seeds."""

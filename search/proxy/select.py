@@ -9,7 +9,7 @@ nearer to the rest). Later steps rank exactly these models.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -79,7 +79,7 @@ def spread_out(accuracy: np.ndarray, latency_ms: np.ndarray, keep: int) -> list[
         dist = np.linalg.norm(sub[:, None] - sub[None], axis=2)
         np.fill_diagonal(dist, np.inf)
         i, j = np.unravel_index(np.argmin(dist), dist.shape)
-        second = lambda k: np.sort(dist[k])[1] if len(left) > 2 else 0.0  # noqa: E731
+        second = lambda k, dist=dist: np.sort(dist[k])[1] if len(left) > 2 else 0.0  # noqa: E731
         left.pop(i if second(i) <= second(j) else j)
     return left
 

@@ -12,18 +12,18 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from mnas.arch import Architecture
 from mnas.errors import MnasError
 from mnas.recipe import Recipe, TrainConfig
 from search.config import SearchConfig
-from search.stages.loop import Observer, Stage, TrialLoop
-from search.trials.spec import TrialContext, TrialResult, TrialSpec
-from search.trials.curves import curve_file
 from search.experiment.store import Store
+from search.stages.loop import Observer, Stage, TrialLoop
+from search.trials.curves import curve_file
+from search.trials.spec import TrialContext, TrialResult, TrialSpec
 
 PROXY_STAGE = 3  # store stage of proxy-design trainings, apart from a search's stages 1 and 2
 # what a proxy setting may change: the recipe's training fields and the share of the data
@@ -73,7 +73,7 @@ class Job:
 
     @classmethod
     def make(cls, step: str, name: str, architecture: Architecture, setting: dict | None = None, seed: int | None = None,
-             curve: bool = False) -> "Job":
+             curve: bool = False) -> Job:
         return cls(step, name, architecture, tuple(sorted((setting or {}).items())), seed, curve)
 
     @property
@@ -130,7 +130,7 @@ class Study:
     def close(self) -> None:
         self.store.close()
 
-    def __enter__(self) -> "Study":
+    def __enter__(self) -> Study:
         return self
 
     def __exit__(self, *exc) -> None:

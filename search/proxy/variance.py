@@ -16,7 +16,7 @@ Without such models in the study, a std above 1 point warns.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

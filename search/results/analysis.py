@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from mnas.reward import Reward
-from search.experiment import queries
 from search.config import SearchConfig
+from search.experiment import queries
 from search.experiment.directory import open_store, stored_config
 
 CONVERGENCE_WINDOW = 50

@@ -20,8 +20,8 @@ import pandas as pd  # noqa: E402
 
 from mnas.arch import Architecture  # noqa: E402
 from search.experiment import queries  # noqa: E402
-from search.results.analysis import hypervolume_progress, load_experiment, pareto_front, search_curve  # noqa: E402
 from search.experiment.directory import dataset_classes, open_store  # noqa: E402
+from search.results.analysis import hypervolume_progress, load_experiment, pareto_front, search_curve  # noqa: E402
 
 PLOTS = ("search_curve", "accuracy_latency", "latency_histogram", "memory_latency", "failures")
 

@@ -14,8 +14,8 @@ from mnas.arch import Architecture
 from mnas.errors import MnasError
 from mnas.export import FORMATS, export_architecture, export_model
 from search.experiment import queries
-from search.results.analysis import load_config_of, load_trials
 from search.experiment.directory import dataset_classes
+from search.results.analysis import load_config_of, load_trials
 
 
 def export_winners(directory: Path, out: Path, top: int, formats: list[str], resolution: int | None, use_stage2: bool = False,

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from search.config import EarlyStoppingConfig
-from search.stages.loop import Observer
-from search.trials.spec import TrialResult
-from search.trials.curves import curve_file
 from search.experiment.store import Store
+from search.stages.loop import Observer
+from search.trials.curves import curve_file
+from search.trials.spec import TrialResult
 
 
 def stop_threshold(point: dict, completed: list[list[dict]], rule: EarlyStoppingConfig, epochs: int) -> float | None:

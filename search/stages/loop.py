@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+from search.experiment.store import Store
 from search.trials.executors import Executor
 from search.trials.spec import FINISHED, TrialResult, TrialSpec
-from search.experiment.store import Store
 
 INTERRUPTED = "interrupted; resume with mnas search --resume"
 
@@ -50,7 +50,7 @@ class Stage(ABC):
 class Observer:
     """Hooks on the loop's events; each does nothing unless overridden."""
 
-    def on_start(self, loop: "TrialLoop") -> None: ...
+    def on_start(self, loop: TrialLoop) -> None: ...
 
     def on_submitted(self, trial: dict, worker: str) -> None: ...
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from mnas.arch import Architecture
 from search.config import SearchConfig
-from search.stages.loop import Observer
 from search.experiment.store import Store
+from search.stages.loop import Observer
 
 
 class ProgressDisplay(Observer):

@@ -21,19 +21,19 @@ from pathlib import Path
 from mnas.arch import Architecture
 from mnas.errors import MnasError
 from mnas.space import SearchSpace
-from search.experiment import queries
 from search.config import SearchConfig
 from search.controllers import Controller, Proposal, make_controller
 from search.controllers.targets import RandomTargets
-from search.trials.executors import make_executor
+from search.experiment import queries
 from search.experiment.directory import prepare_trials
-from search.stages.loop import Observer, Stage, TrialLoop
-from search.stages.early_stopping import CurveWatcher
-from search.stages.observers import ProgressDisplay, TensorBoardScalars
-from search.trials.spec import TrialContext, TrialResult, TrialSpec
+from search.experiment.preflight import search_start_checks
 from search.experiment.store import Store
+from search.stages.early_stopping import CurveWatcher
+from search.stages.loop import Observer, Stage, TrialLoop
+from search.stages.observers import ProgressDisplay, TensorBoardScalars
+from search.trials.executors import make_executor
+from search.trials.spec import TrialContext, TrialResult, TrialSpec
 from search.trials.tuning import measured_settings, slots_per_gpu
-from search.proxy.check import search_start_checks
 
 
 def arch_key(arch: Architecture) -> str:

@@ -19,14 +19,14 @@ from collections import deque
 from pathlib import Path
 
 from mnas.errors import MnasError
-from search.experiment import queries
 from search.config import SearchConfig
-from search.trials.executors import make_executor
+from search.experiment import queries
 from search.experiment.directory import prepare_trials
-from search.stages.loop import Stage, TrialLoop
-from search.trials.spec import TrialContext, TrialResult, TrialSpec
-from search.stages.stage1 import record_result
 from search.experiment.store import Store
+from search.stages.loop import Stage, TrialLoop
+from search.stages.stage1 import record_result
+from search.trials.executors import make_executor
+from search.trials.spec import TrialContext, TrialResult, TrialSpec
 from search.trials.tuning import measured_settings, slots_per_gpu
 
 

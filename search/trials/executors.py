@@ -20,8 +20,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
-from search.trials.spec import TrialResult, TrialSpec
 from search.trials.process import TrialProcess, start_trial
+from search.trials.spec import TrialResult, TrialSpec
 
 
 def gpu_count() -> int:
@@ -90,7 +90,7 @@ class Executor(ABC):
     def close(self) -> None:
         """Stop whatever still runs and release the workers."""
 
-    def __enter__(self) -> "Executor":
+    def __enter__(self) -> Executor:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -228,7 +228,7 @@ class RayExecutor(Executor):
 
     def poll(self, timeout: float = 0.5) -> list[Finished]:
         now = time.monotonic()
-        for ref, (trial_id, deadline) in list(self.tasks.items()):
+        for ref, (_trial_id, deadline) in list(self.tasks.items()):
             if now > deadline:
                 self._stop(ref, timed_out(self.timeout_s))
         done, self.ended = self.ended, []

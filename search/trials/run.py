@@ -21,7 +21,7 @@ import traceback
 from pathlib import Path
 
 from mnas.files import write_atomic
-from search.latency.measure import trial_latency
+from search.latency.measure import measure_latency
 from search.latency.quiet import pause_while_measuring
 from search.trials.curves import CurveWriter
 from search.trials.data import load_trial_data
@@ -67,6 +67,32 @@ def run_trial(spec: TrialSpec) -> TrialResult:
         )
     except Exception as exc:  # a trial's failure must never take the search down
         return TrialResult.failure(classify_failure(exc), _describe(exc), time.perf_counter() - started)
+
+
+def trial_latency(spec: TrialSpec, num_classes: int) -> tuple[dict, dict, float, float]:
+    """(record, timings, latency_ms, memory_mb) of the trial's model on the latency source.
+
+    Without a predictor: measured. With one: predicted (scaled by what this search's real
+    measurements showed so far), and also measured when the spec says so; the record keeps
+    both side by side (``predicted_ms`` and the measurement's ``latency_ms``), and a
+    measured figure is the one the reward uses.
+    """
+    lat = spec.latency
+    record, timings, measured = {}, {}, None
+    if spec.measure:
+        measured, timings = measure_latency(lat, spec.architecture, num_classes, spec.measure_alone_in)
+        record.update(measured)
+    if lat.predictor:
+        from search.latency.predictor import Predictor
+
+        t0 = time.perf_counter()
+        predicted = Predictor.load(lat.predictor).predict(spec.architecture, lat.resolution)
+        timings["predict_s"] = time.perf_counter() - t0
+        record.update(predicted_ms=predicted.latency_ms, predicted_memory_mb=predicted.peak_memory_mb,
+                      latency_scale=spec.latency_scale, measured=measured is not None)
+        if measured is None:
+            return record, timings, predicted.latency_ms * spec.latency_scale, predicted.peak_memory_mb
+    return record, timings, measured["latency_ms"], measured["peak_memory_mb"]
 
 
 def measured_costs(spec: TrialSpec, num_classes: int) -> dict:

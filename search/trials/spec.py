@@ -56,7 +56,7 @@ class TrialData(_Frozen):
     train_fraction: float = 1.0  # stage 1: train on this share of the split (proxy.data_fraction)
 
     @classmethod
-    def of(cls, proxy, cache: str | None = None) -> "TrialData":
+    def of(cls, proxy, cache: str | None = None) -> TrialData:
         """The data of a config's proxy task (``ProxyConfig``): its spec, stage-1 split and fraction."""
         return cls(spec=proxy.data, val_fraction=proxy.val_fraction, split_seed=proxy.split_seed, cache=cache,
                    train_fraction=proxy.data_fraction)
@@ -95,7 +95,7 @@ class TrialResult(_Frozen):
     seconds: float | None = None
 
     @model_validator(mode="after")
-    def _complete(self) -> "TrialResult":
+    def _complete(self) -> TrialResult:
         if self.status in ("succeeded", "early_stopped") and self.accuracy is None:
             raise ValueError(f"a {self.status} trial has an accuracy")
         if self.status == "failed" and (self.error_kind is None or not self.error):
@@ -103,7 +103,7 @@ class TrialResult(_Frozen):
         return self
 
     @classmethod
-    def failure(cls, kind: ErrorKind, error: str, seconds: float | None = None) -> "TrialResult":
+    def failure(cls, kind: ErrorKind, error: str, seconds: float | None = None) -> TrialResult:
         return cls(status="failed", error_kind=kind, error=error, seconds=seconds)
 
 
@@ -120,7 +120,7 @@ class TrialContext:
 
     @classmethod
     def create(cls, config: SearchConfig, num_classes: int, cache: str | None = None, tuning=None,
-               directory: Path | None = None, measure_alone: bool = False) -> "TrialContext":
+               directory: Path | None = None, measure_alone: bool = False) -> TrialContext:
         proxy = config.proxy
         measured = {}
         if tuning is not None:  # the measured choice replaces auto; explicit settings stay as written

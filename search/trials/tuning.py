@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict
 
 from mnas.errors import MnasError
 
+
 class Tuning(BaseModel):
     """The measured choice (DIR/tuning.json holds it with every figure behind it)."""
 

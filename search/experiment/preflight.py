@@ -94,7 +94,7 @@ def probe_largest(config, num_classes: int, report: CheckReport, train_images: i
         req.write_text(json.dumps(request))
         limit = min(600.0, config.trial_timeout_s + 60)
         try:
-            proc = subprocess.run([sys.executable, "-m", "search.proxy.check", str(req), str(res)], capture_output=True, text=True,
+            proc = subprocess.run([sys.executable, "-m", "search.experiment.preflight", str(req), str(res)], capture_output=True, text=True,
                                   timeout=limit)
         except subprocess.TimeoutExpired:
             report.problems.append(f"the largest architecture did not finish {PROBE_STEPS} training steps in {limit:.0f} s")
@@ -158,10 +158,10 @@ def probe_worker(request: dict) -> dict:
     """A few training steps of one architecture at the recipe's batch: time per step, peak memory."""
     import torch
 
+    from devices.worker import memory_kb
+    from mnas.model import build_model
     from mnas.recipe import TrainConfig
     from mnas.train import autocast_for, model_input, resolve_device, train_step
-    from mnas.model import build_model
-    from devices.worker import memory_kb
 
     cfg = TrainConfig(**request["train"])
     device = resolve_device(cfg.device)
