@@ -41,6 +41,7 @@ architecture keeps its JSON text and its experiment key.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from typing import Literal
@@ -172,6 +173,15 @@ class Architecture(BaseModel):
 
     def block_act(self, block: BlockSpec) -> str:
         return block.act or self.act
+
+    def canonical(self) -> str:
+        """The architecture's identity as text: its JSON with sorted keys. Two architectures are
+        the same network exactly when these agree; stores and caches key on it (or on ``key``)."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def key(self) -> str:
+        """A short stable key of ``canonical`` (20 hex digits of its SHA-256), as stores record it."""
+        return hashlib.sha256(self.canonical().encode()).hexdigest()[:20]
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), indent=indent)

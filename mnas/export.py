@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import warnings
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 
 from mnas.arch import Architecture
 from mnas.errors import ExportError
+from mnas.files import atomic_path
 from mnas.model import build_model
 
 FORMATS = ("onnx", "tflite")
@@ -49,21 +49,18 @@ def export_model(
     out.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().to("cpu", torch.float32)
     example = torch.randn(*(input_shape or (1, 3, resolution, resolution)))
-    tmp = out.with_name(out.name + ".partial")
     try:
-        with _silenced(quiet):
+        with _silenced(quiet), atomic_path(out) as tmp:
             if fmt == "onnx":
                 _to_onnx(model, example, tmp, exporter)
             else:
                 _to_tflite(model, example, tmp)
-        os.replace(tmp, out)
     except ExportError:
         raise
     except Exception as exc:  # the exporters raise many types; name the step that failed
         raise ExportError(f"{fmt} export failed: {type(exc).__name__}: {exc}") from exc
     finally:
-        for leftover in (tmp, Path(str(tmp) + ".data")):
-            leftover.unlink(missing_ok=True)
+        out.with_name(out.name + ".partial.data").unlink(missing_ok=True)  # external weights an exporter may leave beside it
     return out
 
 

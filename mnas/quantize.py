@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from mnas.errors import ExportError
+from mnas.files import atomic_path
 
 MODES = ("int8", "dynamic")
 
@@ -120,12 +121,8 @@ def _tflite(model, out: Path, resolution: int, mode: str, calibration) -> None:
         for x in calibration or [example[0]]:
             graph(x)
     graph = convert_pt2e(graph, fold_quantize=False)
-    tmp = out.with_name(out.name + ".partial")
-    try:
+    with atomic_path(out) as tmp:
         litert_torch.convert(graph, example, quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(tmp))
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def int8_tensors(path: str | Path) -> int:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mnas.errors import DataError
+from mnas.files import atomic_path, write_atomic
 
 if TYPE_CHECKING:  # decoding workers import this module: they need no torch
     import torch
@@ -200,15 +200,11 @@ def _write_shard(split_dir: Path, k: int, x: np.ndarray, y: np.ndarray, files: l
     """A shard's files, each written whole then renamed; its done-file last."""
     split_dir.mkdir(parents=True, exist_ok=True)
     for name, arr in ((f"x-{k:05d}.npy", x), (f"y-{k:05d}.npy", y.astype(np.int64))):
-        tmp = split_dir / f"{name}.tmp"
-        with open(tmp, "wb") as f:
+        with atomic_path(split_dir / name) as tmp, open(tmp, "wb") as f:
             np.save(f, arr)
-        os.replace(tmp, split_dir / name)
     (split_dir / f"files-{k:05d}.txt").write_text("".join(f + "\n" for f in files))
     done = {"rows": len(x), "sha256": file_sha256(split_dir / f"x-{k:05d}.npy"), "skipped": skipped}
-    tmp = split_dir / f"done-{k:05d}.json.tmp"
-    tmp.write_text(json.dumps(done))
-    os.replace(tmp, split_dir / f"done-{k:05d}.json")
+    write_atomic(split_dir / f"done-{k:05d}.json", json.dumps(done))
 
 
 def file_sha256(path: Path) -> str:
@@ -235,9 +231,7 @@ def _write_manifest(out: Path, settings: PrepareSettings, jobs) -> dict:
         splits[split] = {"images": int(counts.sum()), "per_class": counts.tolist(), "shards": shards, "skipped": skipped}
     manifest = {**settings.to_dict(), "layout": "NHWC uint8", "num_classes": len(settings.classes),
                 "empty_classes": [c for c, n in zip(settings.classes, splits["train"]["per_class"]) if n == 0], "splits": splits}
-    tmp = out / f"{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, out / MANIFEST)
+    write_atomic(out / MANIFEST, json.dumps(manifest, indent=1))
     return manifest
 
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from mnas.arch import Architecture
 from mnas.data import DeviceSource, prepare_batch
+from mnas.files import atomic_path, write_atomic
 from mnas.model import build_model
 from mnas.recipe import TrainConfig  # noqa: F401  (declared torch-free; trainers import it from here)
 
@@ -257,8 +258,9 @@ def save_checkpoint(model, arch: Architecture, num_classes: int, cfg: TrainConfi
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"architecture": arch.to_dict(), "num_classes": num_classes, "train_config": cfg.model_dump(), "state_dict": state}, out / "checkpoint.pt")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    with atomic_path(out / "checkpoint.pt") as tmp:
+        torch.save({"architecture": arch.to_dict(), "num_classes": num_classes, "train_config": cfg.model_dump(), "state_dict": state}, tmp)
+    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2))  # last: marks the training done
 
 
 def load_checkpoint(path: str | Path) -> torch.nn.Module:

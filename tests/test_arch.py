@@ -130,3 +130,13 @@ def test_new_presets_round_trip_through_timm_strings(name):
     again = Architecture.from_timm(arch.to_timm(), stem=arch.stem, head=arch.head, act=arch.act, se_style=arch.se_style,
                                    head_style=arch.head_style)
     assert again == arch
+
+
+def test_an_architectures_key_is_its_canonical_json_hashed_and_the_same_for_the_same_network():
+    import hashlib
+
+    a = PRESETS["mnasnet-a1"]
+    again = Architecture.from_timm(a.to_timm(), stem=a.stem, head=a.head, act=a.act)
+    assert again.canonical() == a.canonical() and again.key() == a.key()
+    assert a.key() == hashlib.sha256(json.dumps(a.to_dict(), sort_keys=True).encode()).hexdigest()[:20]  # stores recorded before
+    assert PRESETS["mobilenet-v2"].key() != a.key() and len(a.key()) == 20

@@ -51,6 +51,7 @@ import numpy as np
 
 from mnas.arch import OPS, SKIPS, Architecture
 from mnas.errors import MnasError
+from mnas.files import write_atomic
 from mnas.layers import LayerConfig, arch_layers, space_layers
 
 FORMAT, VERSION = "mnas-latency-predictor", 2
@@ -268,7 +269,7 @@ class Measurer:
     def model(self, arch: Architecture, resolution: int, num_classes: int) -> dict:
         from mnas.export import export_architecture
 
-        key = f"model:{resolution}:{num_classes}:{json.dumps(arch.to_dict(), sort_keys=True)}"
+        key = f"model:{resolution}:{num_classes}:{arch.canonical()}"
         return self._measure(key, lambda p: export_architecture(arch, p, self.format, resolution, num_classes))
 
     @property
@@ -292,7 +293,7 @@ class Measurer:
                 raise PredictorError(f"profiling a whole model on {self.device['name']} failed: {exc}") from None
             return {"layers_ms": layer_times(arch, result["nodes"], resolution, num_classes)}
 
-        key = f"profile:{resolution}:{num_classes}:{json.dumps(arch.to_dict(), sort_keys=True)}"
+        key = f"profile:{resolution}:{num_classes}:{arch.canonical()}"
         return self._cached(key, "onnx", lambda p: export_architecture(arch, p, "onnx", resolution, num_classes), profiled)["layers_ms"]
 
 
@@ -610,10 +611,7 @@ def build_predictor(source, space, resolutions: list[int], num_classes: int, cac
 def save(document: dict, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".partial")
-    tmp.write_text(json.dumps(document))
-    tmp.replace(path)
-    return path
+    return write_atomic(path, json.dumps(document))
 
 
 # ----- predicting -----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnas.errors import MnasError
+from mnas.files import atomic_path
 from search.config import SearchConfig
 
 CHECKPOINT = "supernet.pt"
@@ -210,9 +211,8 @@ def _save(directory: Path, net, optimizer, gen, epoch: int, history: list, setup
 
     state = {"model": {k: v.detach().cpu() for k, v in net.state_dict().items()}, "optimizer": optimizer.state_dict(),
              "generator": gen.get_state().cpu(), "rng": torch.random.get_rng_state(), "epoch": epoch, "history": history, "setup": setup}
-    tmp = directory / (CHECKPOINT + ".partial")
-    torch.save(state, tmp)
-    tmp.replace(directory / CHECKPOINT)
+    with atomic_path(directory / CHECKPOINT) as tmp:
+        torch.save(state, tmp)
 
 
 def _summary(directory: Path, config: SearchConfig, setup: dict, history: list, epochs: int, finished: bool) -> dict:

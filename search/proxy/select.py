@@ -35,7 +35,6 @@ def candidate_latencies(study: Study, archs: list[Architecture], log: Callable[[
     """Latency and memory of each candidate, kept in the store as they come (a rerun measures
     only the missing ones)."""
     from latency_service.client import LatencyServiceError
-    from search.stages.stage1 import arch_key
 
     lat = study.config.latency
     known = study.get("candidate_latency") or {}
@@ -46,7 +45,7 @@ def candidate_latencies(study: Study, archs: list[Architecture], log: Callable[[
 
         predictor = Predictor.load(lat.predictor)
     for i, arch in enumerate(archs):
-        key = arch_key(arch)
+        key = arch.key()
         if key in known:
             continue
         if predictor is not None:
@@ -62,7 +61,7 @@ def candidate_latencies(study: Study, archs: list[Architecture], log: Callable[[
             known[key] = {"latency_ms": measured["latency_ms"], "memory_mb": measured["peak_memory_mb"], "predicted": False}
         study.put("candidate_latency", known)
         log(f"latency {i + 1}/{len(archs)}: {known[key]['latency_ms']:.3f} ms" + (" (predicted)" if predictor else ""))
-    return [known[arch_key(a)] for a in archs]
+    return [known[a.key()] for a in archs]
 
 
 def spread_out(accuracy: np.ndarray, latency_ms: np.ndarray, keep: int) -> list[int]:

@@ -230,14 +230,13 @@ class JobStage(Stage):
         self.row_of: dict[Job, int] = {}
         self.job_of: dict[int, Job] = {}
         self.queue: list[int] = []  # row ids still to train, in the jobs' order
-        from search.stages.stage1 import arch_key
 
         for job in dict.fromkeys(jobs):
             key = study.job_key(job)
             row = stored.get(key)
             if row is None:
                 meta = {"key": key, "step": job.step, "name": job.name, "setting": job.setting, "seed": job.seed}
-                row = store.trial(store.add_trial(job.architecture.to_dict(), arch_key(job.architecture), None, meta, stage=PROXY_STAGE))
+                row = store.trial(store.add_trial(job.architecture.to_dict(), job.architecture.key(), None, meta, stage=PROXY_STAGE))
                 stored[key] = row
             self.row_of[job] = row["id"]
             self.job_of.setdefault(row["id"], job)

@@ -11,14 +11,11 @@ the asks and tells logged after it, so it continues exactly where it stopped.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnas.arch import Architecture
 from mnas.errors import MnasError
 from mnas.space import SearchSpace
 from search.config import SearchConfig
@@ -34,10 +31,6 @@ from search.stages.observers import ProgressDisplay, TensorBoardScalars
 from search.trials.executors import make_executor
 from search.trials.spec import TrialContext, TrialResult, TrialSpec
 from search.trials.tuning import measured_settings, slots_per_gpu
-
-
-def arch_key(arch: Architecture) -> str:
-    return hashlib.sha256(json.dumps(arch.to_dict(), sort_keys=True).encode()).hexdigest()[:20]
 
 
 def record_result(config: SearchConfig, store: Store, trial_id: int, worker: str, result: TrialResult,
@@ -98,7 +91,7 @@ class SearchStage(Stage):
         """
         proposal = self.controller.ask()
         arch = self.space.decode(proposal.indices)
-        key = arch_key(arch)
+        key = arch.key()
         previous = self.store.find_result(key)
         with self.store.transaction():
             trial_id = self.store.add_trial(arch.to_dict(), key, proposal.indices, proposal.meta)

@@ -8,11 +8,11 @@ decoding and splitting the dataset again. Image folders are read lazily by each 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from mnas.files import atomic_path
 from search.trials.spec import TrialData
 
 DATA_FILES = ("x_train.npy", "y_train.npy", "x_val.npy", "y_val.npy", "x_test.npy", "y_test.npy")
@@ -36,9 +36,8 @@ def write_trial_arrays(train, val, test, num_classes: int, classes: list[str], d
     directory.mkdir(parents=True, exist_ok=True)
     for part, source in {"train": train, "val": val, "test": test}.items():
         for name, arr in (("x", source.x), ("y", source.y)):
-            tmp = directory / f"{name}_{part}.tmp.npy"
-            np.save(tmp, arr)
-            os.replace(tmp, directory / f"{name}_{part}.npy")
+            with atomic_path(directory / f"{name}_{part}.npy", suffix=".npy") as tmp:
+                np.save(tmp, arr)
     (directory / "meta.json").write_text(json.dumps({"num_classes": num_classes, "classes": classes}))
     return directory
 
