@@ -520,12 +520,12 @@ def controllers_compare_cmd(
     """Compare controllers in seconds on a surrogate fitted to architectures really trained (search/surrogate.py)."""
     from dataclasses import asdict
 
-    from search.controllers import CONTROLLERS
+    from search.controllers import controller_names
     from search.controllers.surrogate import compare, format_comparison, load_table
 
-    unknown = [c for c in controllers if c not in CONTROLLERS]
+    unknown = [c for c in controllers if c not in controller_names()]
     if unknown:
-        raise MnasError(f"unknown controller(s) {unknown}; use {', '.join(CONTROLLERS)}")
+        raise MnasError(f"unknown controller(s) {unknown}; use {', '.join(controller_names())}")
     try:
         loaded = load_table(table)
     except (OSError, ValueError, KeyError) as exc:

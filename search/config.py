@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
+import search.controllers  # noqa: F401  (the shipped controllers register themselves)
 from mnas.errors import MnasError
 from mnas.recipe import Recipe, TrainConfig
 from mnas.reward import Reward
 from mnas.yamlfiles import read_yaml_mapping
+from search.controllers.registry import ControllerOptions, parse_controller_options
 
 
 class ConfigError(MnasError):
@@ -124,31 +127,6 @@ class LatencyConfig(_Strict):
         return self
 
 
-class ControllerConfig(_Strict):
-    type: Literal["ppo", "reinforce", "random", "evolution", "ax"] = "ppo"
-    batch: int = Field(default=10, ge=1, description="finished trials per policy update (ax: per checkpoint)")
-    hidden: int = Field(default=100, ge=1)
-    lr: float = Field(default=3.5e-4, gt=0)
-    epochs: int = Field(default=4, ge=1, description="PPO epochs over each batch")
-    clip: float = Field(default=0.2, gt=0)
-    entropy_weight: float = Field(default=1e-5, ge=0)
-    baseline_decay: float = Field(default=0.95, ge=0, lt=1)
-    population: int = Field(default=20, ge=1)
-    tournament: int = Field(default=5, ge=1)
-    saasbo: bool = Field(default=False, description="ax: Ax's fully Bayesian SAAS model (many parameters, few trials; slow)")
-    initial_trials: int | None = Field(default=None, ge=1, description="ax: space-filling (centre + Sobol) proposals "
-                                       "before the model; default: Ax's choice")
-
-    def options(self) -> dict:
-        if self.type in ("ppo", "reinforce"):
-            return self.model_dump(include={"batch", "hidden", "lr", "epochs", "clip", "entropy_weight", "baseline_decay"})
-        if self.type == "evolution":
-            return {"population": self.population, "tournament": self.tournament}
-        if self.type == "ax":
-            return {"saasbo": self.saasbo, "initial_trials": self.initial_trials, "checkpoint_every": self.batch}
-        return {}
-
-
 class StopConfig(_Strict):
     failure_window: int = Field(default=20, ge=1, description="recent finished trials the failure rate is taken over")
     max_failure_rate: float = Field(default=0.2, gt=0, le=1)
@@ -205,7 +183,11 @@ class SearchConfig(_Strict):
     proxy: ProxyConfig
     latency: LatencyConfig
     reward: Reward
-    controller: ControllerConfig = ControllerConfig()
+    plugins: list[str] = Field(default=[], description="modules imported before the config is read, e.g. one that "
+                               "registers a controller (search.controllers.registry)")
+    controller: SerializeAsAny[ControllerOptions] = Field(default_factory=lambda: parse_controller_options({}), description=
+                                                          "type: a registered controller (ppo, reinforce, random, evolution, ax, "
+                                                          "or a plug-in's) and that controller's own options")
     max_trials: int = Field(ge=1)
     max_parallel_trials: int = Field(default=1, ge=1)
     max_failed_trials: int | None = Field(default=None, ge=0, description="default: a third of max_trials")
@@ -216,6 +198,11 @@ class SearchConfig(_Strict):
     evaluator: Literal["proxy", "supernet"] = Field(default="proxy", description="proxy: train each candidate (multi-trial); "
                                                     "supernet: evaluate it through a weight-sharing supernet (one-shot)")
     supernet: SupernetConfig = SupernetConfig()
+
+    @field_validator("controller", mode="before")
+    @classmethod
+    def _registered_controller(cls, value):
+        return parse_controller_options(value)
 
     @model_validator(mode="after")
     def _supernet_trains_nothing_per_trial(self) -> SearchConfig:
@@ -230,14 +217,30 @@ class SearchConfig(_Strict):
         return self.max_failed_trials if self.max_failed_trials is not None else max(1, self.max_trials // 3)
 
 
+def import_plugins(modules) -> None:
+    """Import the config's plug-in modules (their registrations run); one clear error if one is missing."""
+    import importlib
+
+    for name in modules or []:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"plugins: cannot import {name!r} ({exc}); is it on PYTHONPATH?") from None
+
+
 def parse_config(data: dict, source: str = "config") -> SearchConfig:
+    if isinstance(data, dict):
+        import_plugins(data.get("plugins"))
     try:
         return SearchConfig.model_validate(data)
     except ValidationError as exc:
         parts = []
         for err in exc.errors()[:5]:
             where = ".".join(str(p) for p in err["loc"]) or "config"
-            parts.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["loc"] and (inner := re.match(r"([a-z_]+): (.*)", msg, re.S)):  # a validator naming a field inside its own
+                where, msg = f"{where}.{inner[1]}", inner[2]
+            parts.append(f"{where}: {msg}")
         raise ConfigError(f"{source}: " + "; ".join(parts)) from None
 
 

@@ -80,3 +80,90 @@ def test_evolution_mutates_one_token_of_a_tournament_winner():
         make_controller("evolution", CARDS, 0, population=3, tournament=5)
     with pytest.raises(ValueError, match="unknown controller"):
         make_controller("bayes", CARDS)
+
+
+PLUGIN = '''
+"""A controller as a user adds one: this file and its one registration."""
+from typing import Literal
+
+from search.controllers import Controller, Proposal, register_controller
+from search.controllers.registry import ControllerOptions
+
+
+class WalkFirst(Controller):
+    """Every token at its first choice, one token moved to its second in turn."""
+
+    name = "walk-first"
+
+    def __init__(self, cardinalities, seed=0, stride=1):
+        super().__init__(cardinalities, seed)
+        self.asked, self.stride = 0, stride
+
+    def ask(self):
+        indices = [0] * len(self.cardinalities)
+        k = (self.asked * self.stride) % len(indices)
+        indices[k] = min(1, self.cardinalities[k] - 1)
+        self.asked += 1
+        return Proposal(indices)
+
+    def tell(self, proposal, reward, outcome=None):
+        return False
+
+    def state_dict(self):
+        return {"asked": self.asked}
+
+    def load_state_dict(self, state):
+        self.asked = state["asked"]
+
+
+class WalkFirstOptions(ControllerOptions):
+    type: Literal["walk-first"] = "walk-first"
+    stride: int = 1
+
+
+register_controller("walk-first", WalkFirstOptions, lambda cards, seed=0, tokens=None, **o: WalkFirst(cards, seed, **o))
+'''
+
+
+def test_a_new_controller_is_one_file_and_one_registration_and_a_search_runs_it(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from search_helpers import tiny_config, write_config
+
+    from search.experiment.store import Store
+
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "walk_first.py").write_text(PLUGIN)
+    cfg = {**tiny_config(tmp_path), "max_trials": 3, "plugins": ["walk_first"], "controller": {"type": "walk-first", "stride": 2}}
+    config = write_config(tmp_path / "walk.yaml", cfg)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "plugins"), os.environ.get("PYTHONPATH", "")])}
+    mnas = [str(type(tmp_path)(sys.executable).with_name("mnas"))]
+    proc = subprocess.run([*mnas, "search", str(config), "--out", str(tmp_path / "exp"), "--no-progress"], capture_output=True,
+                          text=True, env=env, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    store = Store(tmp_path / "exp")
+    trials = store.trials()
+    recorded = store.get_meta("config")["controller"]
+    store.close()
+    assert len(trials) == 3 and all(t["status"] == "succeeded" for t in trials)
+    from mnas.space import load_space
+
+    cards = load_space("mnasnet").cardinalities
+    expected = []
+    for i in range(3):  # the plug-in's proposals in its order: token 2i moved to its second choice
+        indices = [0] * len(cards)
+        indices[2 * i] = min(1, cards[2 * i] - 1)
+        expected.append(indices)
+    assert [t["indices"] for t in trials] == expected
+    assert recorded == {"type": "walk-first", "stride": 2}
+    bad = write_config(tmp_path / "bad.yaml", {**cfg, "controller": {"type": "walk-first", "stride": "two"}})
+    refused = subprocess.run([*mnas, "search", str(bad), "--out", str(tmp_path / "bad")], capture_output=True, text=True, env=env,
+                             cwd=REPO, timeout=120)
+    assert refused.returncode == 2 and "controller.stride" in refused.stderr and "Traceback" not in refused.stderr
+    missing = write_config(tmp_path / "missing.yaml", {**cfg, "plugins": ["no_such_plugin"]})
+    refused = subprocess.run([*mnas, "search", str(missing), "--out", str(tmp_path / "missing")], capture_output=True, text=True,
+                             cwd=REPO, timeout=120)
+    assert refused.returncode == 2 and "plugins: cannot import 'no_such_plugin'" in refused.stderr

@@ -14,8 +14,8 @@ from test_controllers import CARDS
 from mnas.reward import Reward
 from search.controllers import Proposal, make_controller
 from search.controllers.targets import RandomTargets
-from search.experiment.pareto import as_minimization, hypervolume, hypervolume_curve, pareto_ranks
 from search.experiment.store import Store
+from search.pareto import as_minimization, hypervolume, hypervolume_curve, pareto_ranks
 
 
 def test_hypervolume_and_ranks_on_known_points():

@@ -1,25 +1,14 @@
-"""Search controllers behind one ask/tell interface: ppo, reinforce, random, evolution, ax."""
+"""Search controllers behind one ask/tell interface, one registration each (``registry``):
+ppo and reinforce (``ppo``), random and evolution (``simple``), ax (``bayes``)."""
 
+from search.controllers import bayes, ppo, simple  # noqa: F401  (their registrations)
 from search.controllers.base import Controller, Proposal
-from search.controllers.rnn import PolicyGradientController
-from search.controllers.simple import EvolutionController, RandomController
-
-CONTROLLERS = ("ppo", "reinforce", "random", "evolution", "ax")
+from search.controllers.registry import controller_kind, controller_names, register_controller
 
 
 def make_controller(kind: str, cardinalities: list[int], seed: int = 0, tokens=None, **options) -> Controller:
-    """A controller of ``kind``; ``tokens`` (the space's) for those that need names and choices."""
-    if kind in ("ppo", "reinforce"):
-        return PolicyGradientController(cardinalities, seed, algorithm=kind, **options)
-    if kind == "random":
-        return RandomController(cardinalities, seed, **options)
-    if kind == "evolution":
-        return EvolutionController(cardinalities, seed, **options)
-    if kind == "ax":
-        from search.controllers.bayes import AxController  # imports Ax (an optional extra) only when asked
-
-        return AxController(cardinalities, seed, tokens=tokens, **options)
-    raise ValueError(f"unknown controller {kind!r}; use one of {', '.join(CONTROLLERS)}")
+    """A controller of a registered ``kind``; ``tokens`` (the space's) for those that need names and choices."""
+    return controller_kind(kind).factory(cardinalities, seed, tokens=tokens, **options)
 
 
-__all__ = ["CONTROLLERS", "Controller", "Proposal", "make_controller"]
+__all__ = ["Controller", "Proposal", "controller_names", "make_controller", "register_controller"]

@@ -17,8 +17,6 @@ import io
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-import torch
-
 
 @dataclass
 class Proposal:
@@ -63,9 +61,13 @@ class Controller(ABC):
         ...
 
     def to_bytes(self) -> bytes:
+        import torch  # the checkpoint format; imported when a search saves, not when a config is read
+
         buffer = io.BytesIO()
         torch.save(self.state_dict(), buffer)
         return buffer.getvalue()
 
     def load_bytes(self, data: bytes) -> None:
+        import torch
+
         self.load_state_dict(torch.load(io.BytesIO(data), weights_only=False))

@@ -27,9 +27,13 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
 
 from mnas.errors import MnasError
 from search.controllers.base import Controller, Proposal
+from search.controllers.registry import ControllerOptions, register_controller
 
 ORDERED_TOKENS = ("kernel", "expansion", "filters", "layers")
 
@@ -169,3 +173,17 @@ class AxController(Controller):
                 client = Client.load_from_json_file(str(path))
         client._random_seed = state["seed"]  # the snapshot holds the experiment, not the client's seed
         self.client, self.seed, self.told, self.updates = client, state["seed"], state["told"], state["updates"]
+
+
+class AxOptions(ControllerOptions):
+    type: Literal["ax"] = "ax"
+    batch: int = Field(default=10, ge=1, description="finished trials per checkpoint of Ax's state")
+    saasbo: bool = Field(default=False, description="Ax's fully Bayesian SAAS model (many parameters, few trials; slow)")
+    initial_trials: int | None = Field(default=None, ge=1, description="space-filling (centre + Sobol) proposals "
+                                       "before the model; default: Ax's choice")
+
+    def kwargs(self) -> dict:
+        return {"saasbo": self.saasbo, "initial_trials": self.initial_trials, "checkpoint_every": self.batch}
+
+
+register_controller("ax", AxOptions, lambda cardinalities, seed=0, tokens=None, **options: AxController(cardinalities, seed, tokens=tokens, **options))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import collections
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from search.controllers.base import Controller, Proposal
+from search.controllers.registry import ControllerOptions, register_controller
 
 
 class RandomController(Controller):
@@ -69,3 +72,18 @@ class EvolutionController(Controller):
     def load_state_dict(self, state) -> None:
         self.rng.bit_generator.state = state["rng"]
         self.population = collections.deque((list(i), r) for i, r in state["population"])
+
+
+class RandomOptions(ControllerOptions):
+    type: Literal["random"] = "random"
+
+
+class EvolutionOptions(ControllerOptions):
+    type: Literal["evolution"] = "evolution"
+    population: int = Field(default=20, ge=1)
+    tournament: int = Field(default=5, ge=1)
+
+
+register_controller("random", RandomOptions, lambda cardinalities, seed=0, tokens=None: RandomController(cardinalities, seed))
+register_controller("evolution", EvolutionOptions,
+                    lambda cardinalities, seed=0, tokens=None, **options: EvolutionController(cardinalities, seed, **options))

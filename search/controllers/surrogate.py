@@ -176,7 +176,7 @@ def compare(table: TrialTable, controllers: list[str], proposals: int, seeds: li
     (top-1 x ms) of the first 300 proposals has reference (top-1 0, 2T)."""
     import time
 
-    from search.experiment.pareto import as_minimization, hypervolume
+    from search.pareto import as_minimization, hypervolume
 
     surrogate = Surrogate(table)
     target = median_latency(table)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from mnas.errors import MnasError
-from search.config import SearchConfig, parse_config
+from search.config import SearchConfig, import_plugins, parse_config
 from search.experiment.store import STORE_NAME, Store
 from search.trials.spec import TrialContext
 
@@ -31,6 +31,11 @@ def stored_config(store: Store) -> SearchConfig:
     data = store.get_meta("config")
     if data is None:
         raise MnasError(f"{store.dir} holds no search (no config in {store.path.name})")
+    if isinstance(data.get("controller"), dict):  # recorded before options were per controller: keep its kind's own
+        from search.controllers.registry import own_options
+
+        import_plugins(data.get("plugins"))
+        data = {**data, "controller": own_options(data["controller"])}
     return parse_config(data, "stored config")
 
 

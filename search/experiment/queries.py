@@ -18,8 +18,8 @@ import pandas as pd
 
 from mnas.reward import Reward
 from search.config import SearchConfig
-from search.experiment.pareto import as_minimization, pareto_ranks
 from search.experiment.store import Store
+from search.pareto import as_minimization, pareto_ranks
 
 FRAME_COLUMNS = [
     "id", "stage", "status", "cached", "accuracy", "latency_ms", "memory_mb", "reward", "error_kind", "error",

@@ -76,7 +76,7 @@ def pareto_front(df: pd.DataFrame) -> pd.DataFrame:
 def hypervolume_progress(df: pd.DataFrame, reward: Reward) -> pd.DataFrame:
     """Stage-1 evaluated trials in order of completion with the hypervolume of the front found
     so far (reference point: the reward's thresholds; accuracy x ms, x MB with a memory target)."""
-    from search.experiment.pareto import hypervolume_curve
+    from search.pareto import hypervolume_curve
 
     done = queries.succeeded(df, 1).sort_values("ended").reset_index(drop=True)
     done["order"] = np.arange(1, len(done) + 1)
@@ -89,7 +89,7 @@ def pareto_facts(df: pd.DataFrame, reward: Reward) -> dict:
     progress = hypervolume_progress(df, reward)
     if progress.empty:
         return {"front_size": 0, "hypervolume": 0.0, "hypervolume_at_half": 0.0}
-    from search.experiment.pareto import pareto_ranks
+    from search.pareto import pareto_ranks
 
     hv = progress.hypervolume
     front = pareto_ranks(queries.objective_points(progress.drop_duplicates("arch_key"), reward)) == 1

@@ -192,7 +192,7 @@ def new_controller(config: SearchConfig, space: SearchSpace) -> Controller:
     import torch
 
     torch.set_num_threads(1)  # the controller is tiny; leave the cores to the trials
-    options, reward = config.controller.options(), config.reward
+    options, reward = config.controller.kwargs(), config.reward
     if reward.pareto and config.controller.type == "ax":
         from search.controllers.bayes import pareto_objectives
 
