@@ -124,3 +124,18 @@ def test_training_pauses_while_another_trial_measures(tmp_path):
     t0 = time.monotonic()
     pause()
     assert time.monotonic() - t0 < 0.5 and not (tmp_path / FLAG).exists()
+
+
+def test_trial_status_says_once_which_statuses_end_a_trial_and_carry_a_reward(tmp_path):
+    from search.experiment.queries import REWARDED_SQL
+    from search.experiment.store import Store
+    from search.trials.spec import FINISHED, TrialResult, TrialStatus
+
+    assert [s.value for s in TrialStatus if s.carries_reward] == ["succeeded", "early_stopped"] == list(TrialStatus.rewarded())
+    assert FINISHED == ("succeeded", "failed", "early_stopped", "prefiltered") and not TrialStatus.RUNNING.finished
+    assert REWARDED_SQL == "('succeeded', 'early_stopped')"
+    store = Store(tmp_path)
+    assert set(store.counts()) == {s.value for s in TrialStatus}
+    store.close()
+    with pytest.raises(ValueError, match="early_stopped trial has an accuracy"):
+        TrialResult(status="early_stopped")

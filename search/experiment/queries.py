@@ -20,6 +20,9 @@ from mnas.reward import Reward
 from search.config import SearchConfig
 from search.experiment.store import Store
 from search.pareto import as_minimization, pareto_ranks
+from search.trials.spec import TrialStatus
+
+REWARDED_SQL = "(" + ", ".join(f"'{s}'" for s in TrialStatus.rewarded()) + ")"  # statuses with a reward, as SQL
 
 FRAME_COLUMNS = [
     "id", "stage", "status", "cached", "accuracy", "latency_ms", "memory_mb", "reward", "error_kind", "error",
@@ -58,7 +61,7 @@ def prefilter_threshold(store: Store, prefilter) -> float | None:
     if prefilter is None:
         return None
     rows = store.db.execute(
-        "SELECT json_extract(metrics, '$.zero_cost.' || ?) FROM trials WHERE stage = 1 AND status IN ('succeeded', 'early_stopped') "
+        "SELECT json_extract(metrics, '$.zero_cost.' || ?) FROM trials WHERE stage = 1 AND status IN " + REWARDED_SQL + " "
         "AND cached_from IS NULL", (prefilter.score,)).fetchall()
     scores = [v for (v,) in rows if isinstance(v, (int, float)) and np.isfinite(v)]
     return float(np.quantile(scores, prefilter.quantile)) if len(scores) >= prefilter.min_trials else None

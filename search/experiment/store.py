@@ -18,6 +18,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from search.trials.spec import TrialStatus
+
 STORE_NAME = "experiment.sqlite"
 
 SCHEMA = """
@@ -191,7 +193,7 @@ class Store:
 
     def counts(self, stage: int = 1) -> dict[str, int]:
         rows = self.db.execute("SELECT status, COUNT(*) FROM trials WHERE stage = ? GROUP BY status", (stage,)).fetchall()
-        return {"pending": 0, "running": 0, "succeeded": 0, "failed": 0, "early_stopped": 0, "prefiltered": 0, **dict(rows)}
+        return {**{s.value: 0 for s in TrialStatus}, **dict(rows)}
 
     def _row(self, row) -> dict:
         out = dict(zip(TRIAL_COLUMNS, row))

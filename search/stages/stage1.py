@@ -29,7 +29,7 @@ from search.stages.early_stopping import CurveWatcher
 from search.stages.loop import Observer, Stage, TrialLoop
 from search.stages.observers import ProgressDisplay, TensorBoardScalars
 from search.trials.executors import make_executor
-from search.trials.spec import TrialContext, TrialResult, TrialSpec
+from search.trials.spec import TrialContext, TrialResult, TrialSpec, TrialStatus
 from search.trials.tuning import measured_settings, slots_per_gpu
 
 
@@ -129,7 +129,7 @@ class ControllerUpdates(Observer):
         self.controller, self.store = controller, store
 
     def on_recorded(self, trial: dict) -> None:
-        seq = self.store.tell_seq(trial["id"]) if trial["status"] in ("succeeded", "early_stopped") else None
+        seq = self.store.tell_seq(trial["id"]) if TrialStatus(trial["status"]).carries_reward else None
         if seq is None:  # failures are never told
             return
         if tell_controller(self.controller, trial):

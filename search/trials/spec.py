@@ -9,6 +9,7 @@ data, the measured GPU settings); a trial never restates a config default.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Literal
 
@@ -19,8 +20,32 @@ from mnas.recipe import TrainConfig
 from search.config import LatencyConfig, SearchConfig
 from search.trials.curves import curve_file
 
-TrialStatus = Literal["pending", "running", "succeeded", "failed", "early_stopped", "prefiltered"]
-FINISHED: tuple[TrialStatus, ...] = ("succeeded", "failed", "early_stopped", "prefiltered")
+
+class TrialStatus(str, Enum):
+    """A stored trial's status; the one place that says which statuses end a trial and which
+    carry an accuracy and a reward (a stopped trial's last evaluation is its result)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    EARLY_STOPPED = "early_stopped"
+    PREFILTERED = "prefiltered"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (TrialStatus.PENDING, TrialStatus.RUNNING)
+
+    @property
+    def carries_reward(self) -> bool:
+        return self in (TrialStatus.SUCCEEDED, TrialStatus.EARLY_STOPPED)
+
+    @classmethod
+    def rewarded(cls) -> tuple[str, ...]:
+        return tuple(s.value for s in cls if s.carries_reward)
+
+
+FINISHED: tuple[str, ...] = tuple(s.value for s in TrialStatus if s.finished)
 ErrorKind = Literal[
     "latency",    # the latency source refused or could not measure the model
     "nan_loss",   # training diverged
@@ -96,7 +121,7 @@ class TrialResult(_Frozen):
 
     @model_validator(mode="after")
     def _complete(self) -> TrialResult:
-        if self.status in ("succeeded", "early_stopped") and self.accuracy is None:
+        if TrialStatus(self.status).carries_reward and self.accuracy is None:
             raise ValueError(f"a {self.status} trial has an accuracy")
         if self.status == "failed" and (self.error_kind is None or not self.error):
             raise ValueError("a failed trial has an error kind and text")
