@@ -39,6 +39,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -131,14 +132,29 @@ class Run:
         return answer
 
     def mnas(self, *args: str, json_out: bool = False, env: dict | None = None):
+        """Run one product command; its progress lines (stderr) go to the log as they come."""
         exe = Path(sys.executable).with_name("mnas")
         cmd = [str(exe), *map(str, args)] + (["--json"] if json_out else [])
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                                env={**os.environ, **(env or {})})
+        said: list[str] = []
+
+        def relay():
+            for line in proc.stderr:
+                said.append(line.rstrip())
+                if line.strip() and not line.startswith((" ", "\t")):
+                    log(f"   | {line.rstrip()[:160]}")
+
+        relay_thread = threading.Thread(target=relay, daemon=True)
+        relay_thread.start()
+        out = proc.stdout.read()
+        proc.wait()
+        relay_thread.join()
         if proc.returncode != 0:
-            lines = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()
-            said = next((ln for ln in reversed(lines) if ln.startswith("error:")), lines[-1])
-            raise RunError(f"mnas {' '.join(map(str, args[:3]))} ... failed: {said.removeprefix('error: ')}")
-        return json.loads(proc.stdout) if json_out else proc.stdout
+            lines = said or out.strip().splitlines() or ["no output"]
+            last = next((ln for ln in reversed(lines) if ln.startswith("error:")), lines[-1])
+            raise RunError(f"mnas {' '.join(map(str, args[:3]))} ... failed: {last.removeprefix('error: ')}")
+        return json.loads(out) if json_out else out
 
     def config(self, name: str, **extra) -> Path:
         """A search config of this run (the data, device, space and the scale's recipe)."""
