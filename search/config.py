@@ -15,6 +15,7 @@ from mnas.recipe import Recipe, TrainConfig
 from mnas.reward import Reward
 from mnas.yamlfiles import read_yaml_mapping
 from search.controllers.registry import ControllerOptions, parse_controller_options
+from search.plugins import EVALUATORS, EXECUTORS, check_name
 
 
 class ConfigError(MnasError):
@@ -148,9 +149,14 @@ class EarlyStoppingConfig(_Strict):
 
 
 class ExecutorConfig(_Strict):
-    type: Literal["local", "ray"] = "local"
+    type: str = Field(default="local", description="where trials run: a registered executor (search.plugins.EXECUTORS: local, ray)")
     trials_per_gpu: int | Literal["auto"] = Field(default=1, description="trials packed on one GPU; auto measures it at search start")
     ray_address: str | None = Field(default=None, description="an existing Ray cluster; None starts a local Ray")
+
+    @field_validator("type")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        return check_name(EXECUTORS, value)
 
     @model_validator(mode="after")
     def _packing_range(self) -> ExecutorConfig:
@@ -195,9 +201,14 @@ class SearchConfig(_Strict):
     stop: StopConfig = StopConfig()
     early_stopping: EarlyStoppingConfig | None = Field(default=None, description="stop hopeless trials by their learning curves")
     executor: ExecutorConfig = ExecutorConfig()
-    evaluator: Literal["proxy", "supernet"] = Field(default="proxy", description="proxy: train each candidate (multi-trial); "
+    evaluator: str = Field(default="proxy", description="a registered evaluator (search.plugins.EVALUATORS): proxy: train each candidate (multi-trial); "
                                                     "supernet: evaluate it through a weight-sharing supernet (one-shot)")
     supernet: SupernetConfig = SupernetConfig()
+
+    @field_validator("evaluator")
+    @classmethod
+    def _registered_evaluator(cls, value: str) -> str:
+        return check_name(EVALUATORS, value)
 
     @field_validator("controller", mode="before")
     @classmethod

@@ -139,3 +139,21 @@ def test_trial_status_says_once_which_statuses_end_a_trial_and_carry_a_reward(tm
     store.close()
     with pytest.raises(ValueError, match="early_stopped trial has an accuracy"):
         TrialResult(status="early_stopped")
+
+
+def test_executors_and_evaluators_are_read_from_one_registry_by_config_cli_and_stages(tmp_path):
+    from search.config import ConfigError, parse_config
+    from search.plugins import EVALUATORS, EXECUTORS, load
+    from search.stages.stage1 import proxy_executor, supernet_executor
+    from search.trials.executors import LocalExecutor, RayExecutor
+    from search_helpers import tiny_config
+
+    assert load(EXECUTORS, "local") is LocalExecutor and load(EXECUTORS, "ray") is RayExecutor
+    assert load(EVALUATORS, "proxy") is proxy_executor and load(EVALUATORS, "supernet") is supernet_executor
+    base = tiny_config(tmp_path)
+    with pytest.raises(ConfigError, match=r"executor.type: .*unknown 'slurm'; use one of local, ray"):
+        parse_config({**base, "executor": {"type": "slurm"}})
+    with pytest.raises(ConfigError, match=r"evaluator: .*unknown 'zero-shot'; use one of proxy, supernet"):
+        parse_config({**base, "evaluator": "zero-shot"})
+    refused = run_cli("search", "--resume", str(tmp_path / "none"), "--executor", "slurm", check=False)
+    assert refused.returncode == 2 and "--executor must be one of local, ray" in refused.stderr

@@ -17,6 +17,7 @@ import typer
 
 from mnas.cli import console, err_console, user_errors
 from mnas.errors import MnasError
+from search.plugins import EXECUTORS
 
 OUT_HELP = "study directory (default runs/proxy-NAME; every proxy command of one config shares it)"
 EXECUTOR_HELP = "local or ray (overrides the config)"
@@ -40,8 +41,8 @@ def _progress(line: str) -> None:
 
 
 def _executor(kind: str | None) -> str | None:
-    if kind not in (None, "local", "ray"):
-        raise MnasError(f"--executor must be local or ray (got {kind!r})")
+    if kind not in (None, *EXECUTORS):
+        raise MnasError(f"--executor must be one of {', '.join(EXECUTORS)} (got {kind!r})")
     return kind
 
 

@@ -10,6 +10,7 @@ import typer
 
 from mnas.cli import console, user_errors
 from mnas.errors import MnasError
+from search.plugins import EXECUTORS
 
 
 @user_errors
@@ -28,8 +29,8 @@ def search_cmd(
     from search.experiment.directory import open_search
     from search.stages.stage1 import run_search
 
-    if executor not in (None, "local", "ray"):
-        raise MnasError(f"--executor must be local or ray (got {executor!r})")
+    if executor not in (None, *EXECUTORS):
+        raise MnasError(f"--executor must be one of {', '.join(EXECUTORS)} (got {executor!r})")
     if config is None and resume is None:
         raise MnasError("give a config file, or --resume DIR")
     cfg = load_config(config) if config is not None else None
@@ -68,8 +69,8 @@ def stage2_cmd(
     from search.experiment.directory import open_search
     from search.stages.stage2 import run_stage2
 
-    if executor not in (None, "local", "ray"):
-        raise MnasError(f"--executor must be local or ray (got {executor!r})")
+    if executor not in (None, *EXECUTORS):
+        raise MnasError(f"--executor must be one of {', '.join(EXECUTORS)} (got {executor!r})")
     if quantize_format not in (None, "onnx", "tflite"):
         raise MnasError(f"--quantize-format must be onnx or tflite (got {quantize_format!r})")
     cfg = open_search(None, directory, resume=True)

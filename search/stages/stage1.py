@@ -25,6 +25,7 @@ from search.experiment import queries
 from search.experiment.directory import prepare_trials
 from search.experiment.preflight import search_start_checks
 from search.experiment.store import Store
+from search.plugins import EVALUATORS, load
 from search.stages.early_stopping import CurveWatcher
 from search.stages.loop import Observer, Stage, TrialLoop
 from search.stages.observers import ProgressDisplay, TensorBoardScalars
@@ -213,7 +214,13 @@ class SearchOutcome:
     stopped_early: bool = False
 
 
-def supernet_executor(config: SearchConfig, directory: Path, log=None):
+def proxy_executor(config: SearchConfig, directory: Path, executor_kind: str | None, tuning, log=None):
+    """The multi-trial evaluator: each candidate trained on the proxy by the config's executor."""
+    return make_executor(executor_kind or config.executor.type, directory, config.max_parallel_trials,
+                         slots_per_gpu(config.executor, tuning), config.trial_timeout_s, config.executor.ray_address)
+
+
+def supernet_executor(config: SearchConfig, directory: Path, executor_kind: str | None = None, tuning=None, log=None):
     """The one-shot evaluator: the config's trained supernet, or the experiment's own, trained
     (or its training resumed) here first."""
     from search.oneshot.evaluator import SupernetExecutor
@@ -248,11 +255,8 @@ def run_search(config: SearchConfig, directory: Path, executor_kind: str | None 
             observers.append(ProgressDisplay(store, config, started))
         if tensorboard:
             observers.append(TensorBoardScalars(store, directory / "tensorboard"))
-        if config.evaluator == "supernet":
-            executor = supernet_executor(config, directory, log=print if progress else None)
-        else:
-            executor = make_executor(executor_kind or config.executor.type, directory, config.max_parallel_trials,
-                                     slots_per_gpu(config.executor, tuning), config.trial_timeout_s, config.executor.ray_address)
+        evaluator = load(EVALUATORS, config.evaluator)
+        executor = evaluator(config, directory, executor_kind, tuning, log=print if progress else None)
         reason, stopped = TrialLoop(SearchStage(context, store, controller, space, curves), executor, store, observers).run()
         store.set_meta("last_stop", {"reason": reason, "at": time.time()})
         return SearchOutcome(directory, reason, store.counts(1), store.best_trial(1), time.time() - started, stopped)

@@ -108,7 +108,7 @@ class _Process:
 
 
 class LocalExecutor(Executor):
-    def __init__(self, work_dir: Path, max_parallel: int, trials_per_gpu: int = 1, timeout_s: float = 3600):
+    def __init__(self, work_dir: Path, max_parallel: int, trials_per_gpu: int = 1, timeout_s: float = 3600, address: str | None = None):
         self.work_dir = Path(work_dir).resolve()  # trial processes run elsewhere (cwd: the package's root)
         self.timeout_s = timeout_s
         gpus = gpu_count()
@@ -274,6 +274,7 @@ def _ray_trial(spec: TrialSpec):
 
 def make_executor(kind: str, work_dir: Path, max_parallel: int, trials_per_gpu: int, timeout_s: float,
                   ray_address: str | None = None) -> Executor:
-    if kind == "ray":
-        return RayExecutor(work_dir, max_parallel, trials_per_gpu, timeout_s, ray_address)
-    return LocalExecutor(work_dir, max_parallel, trials_per_gpu, timeout_s)
+    """The registered executor ``kind`` (search.plugins.EXECUTORS)."""
+    from search.plugins import EXECUTORS, load
+
+    return load(EXECUTORS, kind)(work_dir, max_parallel, trials_per_gpu, timeout_s, address=ray_address)
