@@ -142,11 +142,12 @@ def test_trial_status_says_once_which_statuses_end_a_trial_and_carry_a_reward(tm
 
 
 def test_executors_and_evaluators_are_read_from_one_registry_by_config_cli_and_stages(tmp_path):
+    from search_helpers import tiny_config
+
     from search.config import ConfigError, parse_config
     from search.plugins import EVALUATORS, EXECUTORS, load
     from search.stages.stage1 import proxy_executor, supernet_executor
     from search.trials.executors import LocalExecutor, RayExecutor
-    from search_helpers import tiny_config
 
     assert load(EXECUTORS, "local") is LocalExecutor and load(EXECUTORS, "ray") is RayExecutor
     assert load(EVALUATORS, "proxy") is proxy_executor and load(EVALUATORS, "supernet") is supernet_executor
