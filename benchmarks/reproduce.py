@@ -270,6 +270,10 @@ def search(run: Run, name: str, target: float, proxy: dict, **extra) -> dict:
     cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
     if extra.get("evaluator") == "supernet":
         run.mnas("supernet", "train", cfg, "--out", run.out / name / "supernet")
+    elif not (run.out / f"estimate-{name}.json").is_file():  # the forecast a user gets before starting, checked afterwards
+        forecast = run.mnas("estimate", cfg, "--probe", 2, "--stage2-top", 0, json_out=True)
+        write(run.out / f"estimate-{name}.json", forecast)
+        log(f"   mnas estimate: {forecast['search_wall_hours'] * 60:.0f} min for {forecast['trials']} trials")
     args = ["--resume", exp] if (exp / "experiment.sqlite").is_file() else [cfg, "--out", exp]
     run.mnas("search", *args, "--no-progress")
     from search.config import load_config
@@ -399,7 +403,17 @@ def summarize(run: Run) -> dict:
             "target_ms": base["target_ms"], "best": best, "models": models, "comparisons": comparisons, "goal": goal,
             "proxy": {k: run.done("proxy")[k] for k in ("winner", "winner_passes", "data_fraction")},
             "reference_self_agreement": run.done("proxy")["reference"]["self_agreement"],
-            "controller": run.done("controller"), "times_s": run.times, "total_s": sum(run.times.values())}
+            "controller": run.done("controller"), "times_s": run.times, "total_s": sum(run.times.values()),
+            "estimate": estimate_check(run)}
+
+
+def estimate_check(run: Run) -> dict | None:
+    """``mnas estimate``'s forecast of the multi-trial search against its measured wall time."""
+    forecast = Run._read(run.out / "estimate-multi_trial.json")
+    if forecast is None or "multi_trial" not in run.times:
+        return None
+    return {"forecast_s": forecast["search_wall_hours"] * 3600, "measured_s": run.times["multi_trial"],
+            "ratio": run.times["multi_trial"] / (forecast["search_wall_hours"] * 3600)}
 
 
 def plot(result: dict, path: Path) -> None:
@@ -437,6 +451,9 @@ def table(result: dict) -> str:
     g = result["goal"]
     lines.append(f"goal (>= +1.0 pt over the best hand-designed, at <= its latency, p < 0.05): {'MET' if g['met'] else 'not met'} "
                  f"({g['diff_points']:+.2f} pt vs {g['baseline']}, p = {g['p']:.3g}, latency {'<=' if g['at_or_under_latency'] else '>'})")
+    if e := result.get("estimate"):
+        lines.append(f"mnas estimate forecast the multi-trial search at {e['forecast_s']:.0f} s; it took {e['measured_s']:.0f} s "
+                     f"({e['ratio']:.2f}x)")
     lines.append("wall time per step (s): " + ", ".join(f"{k} {v:.0f}" for k, v in result["times_s"].items())
                  + f"; in all {result['total_s']:.0f} s")
     return "\n".join(lines)
