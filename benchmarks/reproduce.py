@@ -54,6 +54,7 @@ BASE = "mobilenet-v2"  # the space's base network: T is its measured latency
 BASELINES = ["mobilenet-v2", "mobilenet-v3-small", "mobilenet-v3-large", "mnasnet-a1"]
 WIDTHS = [0.35, 0.5, 0.6, 0.75, 0.85, 1.0, 1.15, 1.3, 1.5, 1.75, 2.0]
 AGREE_TAU, PROXY_TAU = 0.7, 0.6
+HEARTBEAT_S = 30
 
 
 @dataclass
@@ -121,11 +122,22 @@ class Run:
         if answer is not None:
             return answer
         log(f"== {name}")
-        t0 = time.perf_counter()
+        t0, before = time.perf_counter(), self.times.get(name, 0.0)
+        stop = threading.Event()
+
+        def keep_time():  # a killed run loses at most HEARTBEAT_S of a step's time
+            while not stop.wait(HEARTBEAT_S):
+                self.times[name] = before + time.perf_counter() - t0
+                write(self.out / "times.json", self.times)
+
+        clock = threading.Thread(target=keep_time, daemon=True)
+        clock.start()
         try:
             answer = fn()
         finally:
-            self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
+            stop.set()
+            clock.join()
+            self.times[name] = before + time.perf_counter() - t0
             write(self.out / "times.json", self.times)
         write(self.out / "steps" / f"{name}.json", answer)
         log(f"   {name}: done in {self.times[name]:.0f} s")
