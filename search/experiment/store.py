@@ -53,6 +53,71 @@ TRIAL_COLUMNS = (
 JSON_COLUMNS = ("architecture", "indices", "meta", "metrics")
 
 
+class TrialRow(dict):
+    """One stored trial: the row's columns by name (it stays a dict, so JSON, pandas and older
+    callers read it as before), with typed attributes for the code that reasons about it."""
+
+    @property
+    def id(self) -> int:
+        return self["id"]
+
+    @property
+    def stage(self) -> int:
+        return self["stage"]
+
+    @property
+    def status(self) -> TrialStatus:
+        return TrialStatus(self["status"])
+
+    @property
+    def arch_key(self) -> str:
+        return self["arch_key"]
+
+    @property
+    def architecture(self) -> dict:
+        return self["architecture"]
+
+    @property
+    def indices(self) -> list[int] | None:
+        return self["indices"]
+
+    @property
+    def meta(self) -> dict:
+        return self["meta"] or {}
+
+    @property
+    def metrics(self) -> dict:
+        return self["metrics"] or {}
+
+    @property
+    def accuracy(self) -> float | None:
+        return self["accuracy"]
+
+    @property
+    def latency_ms(self) -> float | None:
+        return self["latency_ms"]
+
+    @property
+    def memory_mb(self) -> float | None:
+        return self["memory_mb"]
+
+    @property
+    def reward(self) -> float | None:
+        return self["reward"]
+
+    @property
+    def error(self) -> str | None:
+        return self["error"]
+
+    @property
+    def error_kind(self) -> str | None:
+        return self["error_kind"]
+
+    @property
+    def worker(self) -> str | None:
+        return self["worker"]
+
+
 class Store:
     def __init__(self, directory: str | Path):
         self.dir = Path(directory)
@@ -142,7 +207,7 @@ class Store:
         self.db.execute(f"UPDATE trials SET status = 'pending', worker = NULL, started = NULL WHERE {where}", args)
         return ids
 
-    def trials(self, stage: int | None = 1, status: str | None = None) -> list[dict]:
+    def trials(self, stage: int | None = 1, status: str | None = None) -> list[TrialRow]:
         sql, args = "SELECT * FROM trials WHERE 1=1", []
         if stage is not None:
             sql, args = sql + " AND stage = ?", args + [stage]
@@ -150,10 +215,10 @@ class Store:
             sql, args = sql + " AND status = ?", args + [status]
         return [self._row(r) for r in self.db.execute(sql + " ORDER BY id", args)]
 
-    def trial(self, trial_id: int) -> dict:
+    def trial(self, trial_id: int) -> TrialRow:
         return self._row(self.db.execute("SELECT * FROM trials WHERE id = ?", (trial_id,)).fetchone())
 
-    def find_result(self, arch_key: str, stage: int = 1) -> dict | None:
+    def find_result(self, arch_key: str, stage: int = 1) -> TrialRow | None:
         """A succeeded, freshly evaluated trial of this architecture, if there is one."""
         row = self.db.execute(
             "SELECT * FROM trials WHERE arch_key = ? AND stage = ? AND status = 'succeeded' AND cached_from IS NULL ORDER BY id LIMIT 1",
@@ -161,7 +226,7 @@ class Store:
         ).fetchone()
         return self._row(row) if row else None
 
-    def best_trial(self, stage: int = 1) -> dict | None:
+    def best_trial(self, stage: int = 1) -> TrialRow | None:
         row = self.db.execute(
             "SELECT * FROM trials WHERE stage = ? AND status = 'succeeded' ORDER BY reward DESC, id LIMIT 1", (stage,)
         ).fetchone()
@@ -195,8 +260,8 @@ class Store:
         rows = self.db.execute("SELECT status, COUNT(*) FROM trials WHERE stage = ? GROUP BY status", (stage,)).fetchall()
         return {**{s.value: 0 for s in TrialStatus}, **dict(rows)}
 
-    def _row(self, row) -> dict:
-        out = dict(zip(TRIAL_COLUMNS, row))
+    def _row(self, row) -> TrialRow:
+        out = TrialRow(zip(TRIAL_COLUMNS, row))
         for col in JSON_COLUMNS:
             if out[col] is not None:
                 out[col] = json.loads(out[col])

@@ -20,7 +20,7 @@ from mnas.arch import Architecture
 from mnas.errors import MnasError
 from mnas.recipe import Recipe, TrainConfig
 from search.config import SearchConfig
-from search.experiment.store import Store
+from search.experiment.store import Store, TrialRow
 from search.stages.loop import Observer, Stage, TrialLoop
 from search.trials.curves import curve_file
 from search.trials.spec import TrialContext, TrialResult, TrialSpec
@@ -88,11 +88,11 @@ class JobResult:
 
     @property
     def ok(self) -> bool:
-        return self.row["status"] == "succeeded"
+        return self.row.status == "succeeded"
 
     @property
     def accuracy(self) -> float | None:
-        return self.row["accuracy"] if self.ok else None
+        return self.row.accuracy if self.ok else None
 
     @property
     def seconds(self) -> float | None:
@@ -204,7 +204,7 @@ class Study:
         """The results of those jobs already trained (by key, whichever tool trained them); trains nothing."""
         by_key = {}
         for row in self.store.trials(stage=PROXY_STAGE):
-            if row["status"] in ("succeeded", "failed"):
+            if row.status in ("succeeded", "failed"):
                 by_key.setdefault(row["meta"].get("key"), row)
         return {job: JobResult(job, by_key[k]) for job in jobs if (k := self.job_key(job)) in by_key}
 
@@ -238,17 +238,17 @@ class JobStage(Stage):
                 meta = {"key": key, "step": job.step, "name": job.name, "setting": job.setting, "seed": job.seed}
                 row = store.trial(store.add_trial(job.architecture.to_dict(), job.architecture.key(), None, meta, stage=PROXY_STAGE))
                 stored[key] = row
-            self.row_of[job] = row["id"]
-            self.job_of.setdefault(row["id"], job)
-            if row["status"] == "pending" and row["id"] not in self.queue:
-                self.queue.append(row["id"])
+            self.row_of[job] = row.id
+            self.job_of.setdefault(row.id, job)
+            if row.status == "pending" and row.id not in self.queue:
+                self.queue.append(row.id)
         self.total = len(self.queue)
 
     def results(self) -> dict[Job, JobResult]:
         out = {}
         for job, row_id in self.row_of.items():
             row = self.study.store.trial(row_id)
-            if row["status"] in ("succeeded", "failed"):
+            if row.status in ("succeeded", "failed"):
                 out[job] = JobResult(job, row)
         return out
 
@@ -260,11 +260,11 @@ class JobStage(Stage):
             return row_id
         return None
 
-    def spec(self, trial: dict) -> TrialSpec:
-        job = self.job_of[trial["id"]]
+    def spec(self, trial: TrialRow) -> TrialSpec:
+        job = self.job_of[trial.id]
         data = self.study.context.data.model_copy(update={"train_fraction": self.study.data_fraction(job)})
-        curve = str(curve_file(self.study.dir, trial["id"])) if job.curve else None
-        return TrialSpec(trial_id=trial["id"], stage=1, architecture=job.architecture, train=self.study.train_config(job),
+        curve = str(curve_file(self.study.dir, trial.id)) if job.curve else None
+        return TrialSpec(trial_id=trial.id, stage=1, architecture=job.architecture, train=self.study.train_config(job),
                          data=data, latency=None, curve_path=curve)
 
     def record(self, trial_id: int, worker: str, result: TrialResult) -> None:
@@ -286,9 +286,9 @@ class JobLog(Observer):
     def __init__(self, stage: JobStage, log: Callable[[str], None]):
         self.stage, self.log, self.done = stage, log, 0
 
-    def on_recorded(self, trial: dict) -> None:
+    def on_recorded(self, trial: TrialRow) -> None:
         self.done += 1
-        job = self.stage.job_of.get(trial["id"])
-        what = f"{job.step} {job.name} {setting_label(job.setting)}" + (f" seed {job.seed}" if job.seed is not None else "") if job else str(trial["id"])
-        outcome = f"top-1 {trial['accuracy']:.4f}" if trial["status"] == "succeeded" else f"failed: {trial['error_kind']}"
+        job = self.stage.job_of.get(trial.id)
+        what = f"{job.step} {job.name} {setting_label(job.setting)}" + (f" seed {job.seed}" if job.seed is not None else "") if job else str(trial.id)
+        outcome = f"top-1 {trial['accuracy']:.4f}" if trial.status == "succeeded" else f"failed: {trial['error_kind']}"
         self.log(f"[{self.done}/{self.stage.total}] {what}: {outcome}")

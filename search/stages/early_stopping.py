@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from search.config import EarlyStoppingConfig
-from search.experiment.store import Store
+from search.experiment.store import Store, TrialRow
 from search.stages.loop import Observer
 from search.trials.curves import curve_file
 from search.trials.spec import TrialResult
@@ -52,19 +52,19 @@ class CurveWatcher(Observer):
     def on_start(self, loop) -> None:
         self.loop = loop
 
-    def on_submitted(self, trial: dict, worker: str) -> None:
-        self.seen[trial["id"]] = 0
+    def on_submitted(self, trial: TrialRow, worker: str) -> None:
+        self.seen[trial.id] = 0
 
     def on_poll(self) -> None:
         for trial in self.store.trials(stage=1, status="running"):
-            header, fresh = self._sync(trial["id"])
-            if fresh and self.rule is not None and trial["id"] not in self.stopped:
-                self._judge(trial["id"], header)
+            header, fresh = self._sync(trial.id)
+            if fresh and self.rule is not None and trial.id not in self.stopped:
+                self._judge(trial.id, header)
 
-    def on_recorded(self, trial: dict) -> None:
-        if trial["cached_from"] is None and trial["stage"] == 1:
-            self._sync(trial["id"])  # the epochs written since the last poll
-        self.seen.pop(trial["id"], None)
+    def on_recorded(self, trial: TrialRow) -> None:
+        if trial["cached_from"] is None and trial.stage == 1:
+            self._sync(trial.id)  # the epochs written since the last poll
+        self.seen.pop(trial.id, None)
 
     def _sync(self, trial_id: int) -> tuple[dict, list[dict]]:
         from search.trials.curves import read_curve

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from search.experiment.store import Store
+from search.experiment.store import Store, TrialRow
 from search.trials.executors import Executor
-from search.trials.spec import FINISHED, TrialResult, TrialSpec
+from search.trials.spec import TrialResult, TrialSpec
 
 INTERRUPTED = "interrupted; resume with mnas search --resume"
 
@@ -36,7 +36,7 @@ class Stage(ABC):
         """The next stored trial to run (or one answered already), or None when none is left."""
 
     @abstractmethod
-    def spec(self, trial: dict) -> TrialSpec:
+    def spec(self, trial: TrialRow) -> TrialSpec:
         """The spec of a stored trial."""
 
     @abstractmethod
@@ -52,9 +52,9 @@ class Observer:
 
     def on_start(self, loop: TrialLoop) -> None: ...
 
-    def on_submitted(self, trial: dict, worker: str) -> None: ...
+    def on_submitted(self, trial: TrialRow, worker: str) -> None: ...
 
-    def on_recorded(self, trial: dict) -> None:
+    def on_recorded(self, trial: TrialRow) -> None:
         """A trial finished and is in the store (``trial`` is its row)."""
 
     def on_poll(self) -> None:
@@ -106,7 +106,7 @@ class TrialLoop:
             if trial_id is None:
                 return True
             trial = self.store.trial(trial_id)
-            if trial["status"] in FINISHED:  # answered without running
+            if trial.status.finished:  # answered without running
                 self._recorded(trial)
                 continue
             worker = self.executor.submit(self.stage.spec(trial))
@@ -119,6 +119,6 @@ class TrialLoop:
         self.stage.record(trial_id, worker, result)
         self._recorded(self.store.trial(trial_id))
 
-    def _recorded(self, trial: dict) -> None:
+    def _recorded(self, trial: TrialRow) -> None:
         for o in self.observers:
             o.on_recorded(trial)

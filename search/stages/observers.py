@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mnas.arch import Architecture
 from search.config import SearchConfig
-from search.experiment.store import Store
+from search.experiment.store import Store, TrialRow
 from search.stages.loop import Observer
 
 
@@ -59,13 +59,13 @@ class TensorBoardScalars(Observer):
         self.store = store
         self.writer = SummaryWriter(log_dir=str(log_dir))
 
-    def on_recorded(self, trial: dict) -> None:
-        if trial["stage"] != 1:
+    def on_recorded(self, trial: TrialRow) -> None:
+        if trial.stage != 1:
             return
         counts = self.store.counts(1)
         step = counts["succeeded"] + counts["failed"]
         self.writer.add_scalar("trials/failed", counts["failed"], step)
-        if trial["status"] == "succeeded":
+        if trial.status == "succeeded":
             for name in ("reward", "accuracy", "latency_ms", "memory_mb"):
                 self.writer.add_scalar(f"trial/{name}", trial[name], step)
             self.writer.add_scalar("search/best_reward", self.store.best_trial(1)["reward"], step)

@@ -24,13 +24,13 @@ from search.controllers.targets import RandomTargets
 from search.experiment import queries
 from search.experiment.directory import prepare_trials
 from search.experiment.preflight import search_start_checks
-from search.experiment.store import Store
+from search.experiment.store import Store, TrialRow
 from search.plugins import EVALUATORS, load
 from search.stages.early_stopping import CurveWatcher
 from search.stages.loop import Observer, Stage, TrialLoop
 from search.stages.observers import ProgressDisplay, TensorBoardScalars
 from search.trials.executors import make_executor
-from search.trials.spec import TrialContext, TrialResult, TrialSpec, TrialStatus
+from search.trials.spec import TrialContext, TrialResult, TrialSpec
 from search.trials.tuning import measured_settings, slots_per_gpu
 
 
@@ -105,13 +105,13 @@ class SearchStage(Stage):
                 self.store.log_event("tell", trial_id)
         return trial_id
 
-    def spec(self, trial: dict) -> TrialSpec:
+    def spec(self, trial: TrialRow) -> TrialSpec:
         lat = self.config.latency
         below = queries.prefilter_threshold(self.store, self.config.proxy.prefilter)
         if not lat.predictor:
-            return self.context.spec(trial["id"], trial["architecture"], prefilter_below=below)
-        measure = bool(lat.measure_every) and trial["id"] % lat.measure_every == 0
-        return self.context.spec(trial["id"], trial["architecture"], measure=measure, latency_scale=queries.latency_scale(self.store),
+            return self.context.spec(trial.id, trial.architecture, prefilter_below=below)
+        measure = bool(lat.measure_every) and trial.id % lat.measure_every == 0
+        return self.context.spec(trial.id, trial.architecture, measure=measure, latency_scale=queries.latency_scale(self.store),
                                  prefilter_below=below)
 
     def record(self, trial_id: int, worker: str, result: TrialResult) -> None:
@@ -129,8 +129,8 @@ class ControllerUpdates(Observer):
     def __init__(self, controller: Controller, store: Store):
         self.controller, self.store = controller, store
 
-    def on_recorded(self, trial: dict) -> None:
-        seq = self.store.tell_seq(trial["id"]) if TrialStatus(trial["status"]).carries_reward else None
+    def on_recorded(self, trial: TrialRow) -> None:
+        seq = self.store.tell_seq(trial.id) if trial.status.carries_reward else None
         if seq is None:  # failures are never told
             return
         if tell_controller(self.controller, trial):
@@ -148,19 +148,19 @@ class MeasureNewBest(Observer):
     def __init__(self, context: TrialContext, store: Store):
         self.context, self.store = context, store
 
-    def on_recorded(self, trial: dict) -> None:
+    def on_recorded(self, trial: TrialRow) -> None:
         lat = (trial["metrics"] or {}).get("latency") or {}
-        if trial["status"] != "succeeded" or trial["cached_from"] is not None or lat.get("measured", True):
+        if trial.status != "succeeded" or trial["cached_from"] is not None or lat.get("measured", True):
             return
-        if self.store.best_trial(1)["id"] != trial["id"]:
+        if self.store.best_trial(1)["id"] != trial.id:
             return
         from search.latency.measure import measure_latency
 
-        spec = self.context.spec(trial["id"], trial["architecture"])
+        spec = self.context.spec(trial.id, trial.architecture)
         measured, _ = measure_latency(spec.latency, spec.architecture, self.context.num_classes, spec.measure_alone_in)
         metrics = dict(trial["metrics"])
         metrics["latency"] = {**lat, **measured, "measured": True, "measured_after": True}
-        self.store.update_metrics(trial["id"], metrics)
+        self.store.update_metrics(trial.id, metrics)
 
 
 def restore_controller(controller: Controller, store: Store) -> int:
@@ -175,7 +175,7 @@ def restore_controller(controller: Controller, store: Store) -> int:
         trial = store.trial(trial_id)
         if kind == "ask":
             try:
-                controller.replay_ask(Proposal(trial["indices"], trial["meta"] or {}))
+                controller.replay_ask(Proposal(trial.indices, trial["meta"] or {}))
             except ValueError as exc:
                 raise MnasError(f"controller replay diverged at trial {trial_id}; the store and the controller disagree: {exc}") from exc
         elif kind == "tell":
@@ -183,10 +183,10 @@ def restore_controller(controller: Controller, store: Store) -> int:
     return len(events)
 
 
-def tell_controller(controller: Controller, trial: dict) -> bool:
+def tell_controller(controller: Controller, trial: TrialRow) -> bool:
     """Tell a finished trial as the controller learns it: its reward and its own figures."""
-    outcome = {"accuracy": trial["accuracy"], "latency_ms": trial["latency_ms"], "memory_mb": trial["memory_mb"]}
-    return controller.tell(Proposal(trial["indices"], trial["meta"] or {}), trial["reward"], outcome)
+    outcome = {"accuracy": trial.accuracy, "latency_ms": trial.latency_ms, "memory_mb": trial.memory_mb}
+    return controller.tell(Proposal(trial.indices, trial["meta"] or {}), trial.reward, outcome)
 
 
 def new_controller(config: SearchConfig, space: SearchSpace) -> Controller:

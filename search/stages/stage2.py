@@ -22,7 +22,7 @@ from mnas.errors import MnasError
 from search.config import SearchConfig
 from search.experiment import queries
 from search.experiment.directory import prepare_trials
-from search.experiment.store import Store
+from search.experiment.store import Store, TrialRow
 from search.stages.loop import Stage, TrialLoop
 from search.stages.stage1 import record_result
 from search.trials.executors import make_executor
@@ -33,7 +33,7 @@ from search.trials.tuning import measured_settings, slots_per_gpu
 class FullTrainingStage(Stage):
     """Stage 2 of the given stage-1 leaders: one trial each, trained for ``epochs``."""
 
-    def __init__(self, context: TrialContext, store: Store, leaders: list[dict], epochs: int, init: str = "scratch",
+    def __init__(self, context: TrialContext, store: Store, leaders: list[TrialRow], epochs: int, init: str = "scratch",
                  shared_weights=None):
         self.context, self.store, self.epochs, self.init = context, store, epochs, init
         self.shared_weights = shared_weights  # init="shared": (trial id, architecture) -> a state-dict file
@@ -42,20 +42,20 @@ class FullTrainingStage(Stage):
         self.stage1_of: dict[int, dict] = {}
         self.queue: deque[int] = deque()
         for s1 in leaders:
-            key = stage2_key(s1["arch_key"], init)
+            key = stage2_key(s1.arch_key, init)
             s2 = existing.get(key)
-            s2_id = s2["id"] if s2 else store.add_trial(s1["architecture"], key, s1["indices"], {"stage1_trial": s1["id"], "init": init}, stage=2)
+            s2_id = s2.id if s2 else store.add_trial(s1.architecture, key, s1.indices, {"stage1_trial": s1.id, "init": init}, stage=2)
             self.stage1_of[s2_id] = s1
-            if s2 is None or s2["status"] != "succeeded":
+            if s2 is None or s2.status != "succeeded":
                 self.queue.append(s2_id)
 
     def next_trial(self) -> int | None:
         return self.queue.popleft() if self.queue else None
 
-    def spec(self, trial: dict) -> TrialSpec:
-        spec = self.context.spec(trial["id"], trial["architecture"], stage=2, epochs=self.epochs)
+    def spec(self, trial: TrialRow) -> TrialSpec:
+        spec = self.context.spec(trial.id, trial.architecture, stage=2, epochs=self.epochs)
         if self.init == "shared":
-            spec = spec.model_copy(update={"init_weights": str(self.shared_weights(trial["id"], spec.architecture))})
+            spec = spec.model_copy(update={"init_weights": str(self.shared_weights(trial.id, spec.architecture))})
         lat = self.context.config.latency
         if lat.predictor:  # stage 1 predicted its latency: the winners are measured for real
             num_classes = lat.num_classes or self.context.num_classes
@@ -65,7 +65,7 @@ class FullTrainingStage(Stage):
 
     def record(self, trial_id: int, worker: str, result: TrialResult) -> None:
         s1 = self.stage1_of[trial_id]
-        record_result(self.context.config, self.store, trial_id, worker, result, latency_ms=s1["latency_ms"], memory_mb=s1["memory_mb"])
+        record_result(self.context.config, self.store, trial_id, worker, result, latency_ms=s1.latency_ms, memory_mb=s1.memory_mb)
 
 
 def stage2_key(arch_key: str, init: str) -> str:
@@ -121,10 +121,10 @@ def run_stage2(config: SearchConfig, directory: Path, top: int, epochs: int, exe
         by_key = {t["arch_key"]: t for t in store.trials(stage=2)}
         fmt = quantize_format or (quantization_format(config) if quantize else None)
         for s1 in leaders:
-            s2 = by_key[stage2_key(s1["arch_key"], init)]
-            trial_dir = directory / "trials" / str(s2["id"])
+            s2 = by_key[stage2_key(s1.arch_key, init)]
+            trial_dir = directory / "trials" / str(s2.id)
             row = {"stage1": s1, "stage2": s2, "checkpoint": str(trial_dir / "checkpoint.pt")}
-            if quantize and s2["status"] == "succeeded":
+            if quantize and s2.status == "succeeded":
                 from search.trials.quantized import quantized_accuracy
 
                 row["quantized"] = quantized_accuracy(trial_dir, context.data, quantize, fmt)
