@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from devices.errors import MeasurementError
+from devices.measurement import checked
 from devices.profile import DeviceProfile
 
 MAGIC_TFLITE = b"TFL3"
@@ -127,7 +128,7 @@ def measure_file(profile: DeviceProfile, model_path: str | Path, input_shape: li
         if attempts[-1]["cv"] <= profile.max_cv:
             break
     best = min(attempts, key=lambda a: a["cv"])
-    return {
+    return checked({
         **best,
         "stable": best["cv"] <= profile.max_cv,
         "attempts": len(attempts),
@@ -137,4 +138,4 @@ def measure_file(profile: DeviceProfile, model_path: str | Path, input_shape: li
         "runs": {"warmup": profile.warmup_runs, "timed": profile.timed_runs, "repeats": profile.repeats},
         "measure_seconds": time.perf_counter() - started,
         "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+    })

@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from devices.errors import MeasurementError
 from devices.health import device_problem
 from devices.measure import measure_file, sniff_format
+from devices.measurement import Measurement
 from devices.profile import DeviceProfile
 from latency_service.cache import ResultCache
 from latency_service.farm import Farm, NoDevice
@@ -151,7 +152,7 @@ def create_app(
     async def metrics():
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/v1/measurements/{model_sha256}")
+    @app.get("/v1/measurements/{model_sha256}", response_model=Measurement)
     async def cached_measurement(request: Request, model_sha256: str, input_shape: str | None = None, device: str | None = None):
         """A cached answer by the model's sha256, so a client need not upload a model twice."""
         target = target_of(device)
@@ -163,7 +164,7 @@ def create_app(
         request.state.audit["latency_ms"] = hit.get("latency_ms")
         return {**hit, "cached": True}
 
-    @app.post("/v1/measure")
+    @app.post("/v1/measure", response_model=Measurement)
     async def measure(request: Request, file: UploadFile = File(...), input_shape: str | None = Form(None), device: str | None = Form(None)):
         target = target_of(device)
         data = await file.read(max_bytes + 1)

@@ -168,9 +168,22 @@ class LatencyClient:
             except _Unavailable:
                 continue
             if cached is not None:
-                return {**cached, "service": url}
+                return _checked({**cached, "service": url}, url)
         url, result = self._any("POST", "/v1/measure", order=self._by_queue, files={"file": (path.name, content)}, data=data)
-        return {**result, "service": url}
+        return _checked({**result, "service": url}, url)
+
+
+def _checked(result: dict, url: str) -> dict:
+    """A service's answer as a Measurement (devices.measurement), or one clear error naming what is wrong."""
+    from pydantic import ValidationError
+
+    from devices.measurement import checked
+
+    try:
+        return checked(result)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise LatencyServiceError(f"{url} answered a measurement that is not one: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
 
 
 class LocalMeasurer:

@@ -175,3 +175,19 @@ def test_cached_answer_by_hash_needs_no_upload(service, models):
     r = httpx.get(f"{service.url}/v1/measurements/{digest}")
     assert r.status_code == 200 and r.json()["cached"] is True
     assert httpx.get(f"{service.url}/v1/measurements/{'0' * 64}").status_code == 404
+
+
+def test_a_measurement_is_one_typed_answer_documented_by_the_service(service, models):
+    from latency_service.client import _checked
+
+    schema = httpx.get(service.url + "/openapi.json", timeout=30).json()
+    fields = schema["components"]["schemas"]["Measurement"]["properties"]
+    assert {"latency_ms", "cv", "peak_memory_mb", "model_size_mb", "device", "cached"} <= set(fields)
+    posted = schema["paths"]["/v1/measure"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert posted["$ref"].endswith("/Measurement")
+    answer = LatencyClient(service.url).measure(models["mobilenet-v2"])
+    assert answer["latency_ms"] > 0 and answer["runtime"]["name"] == "onnxruntime"  # a source's own details stay
+    with pytest.raises(LatencyServiceError, match=r"http://x answered a measurement that is not one: latency_ms"):
+        _checked({"cv": 0.01, "device": {"name": "d", "hash": "h"}}, "http://x")
+    with pytest.raises(LatencyServiceError, match="latency_ms: Input should be greater than 0"):
+        _checked({"latency_ms": -1.0, "cv": 0.01, "device": {"name": "d", "hash": "h"}}, "http://x")
