@@ -32,7 +32,9 @@ from _machine import machine_line  # noqa: E402
 
 from latency_service.client import make_measurer  # noqa: E402
 from mnas.space import SearchSpace  # noqa: E402
-from search.latency.predictor import PROFILED_MODELS, MeasurementCache, Measurer, Predictor, build_predictor, error_figures, save  # noqa: E402
+from search.latency.predictor import PROFILED_MODELS, Predictor, build_predictor, save  # noqa: E402
+from search.latency.predictor.fitting import error_figures  # noqa: E402
+from search.latency.predictor.measurements import MeasurementCache, Measurer  # noqa: E402
 
 
 def main() -> None:

@@ -14,7 +14,10 @@ from mnas.costs import conv_linear_macs
 from mnas.layers import arch_layers, space_layers
 from mnas.model import build_layer, build_model
 from mnas.space import SearchSpace
-from search.latency.predictor import FORMAT, MeasurementCache, Predictor, PredictorError, cost_estimate, cross_fitted, in_model_samples
+from search.latency.predictor import FORMAT, Predictor, PredictorError
+from search.latency.predictor.build import cross_fitted, in_model_samples
+from search.latency.predictor.fitting import cost_estimate
+from search.latency.predictor.measurements import MeasurementCache
 
 RESOLUTION, CLASSES = 32, 10
 # one process per measurement, as the quick profiles, but enough runs for a steady median:
@@ -77,7 +80,7 @@ def test_latency_feature_sets_split_a_model_by_kind_and_feature_map_level():
     """The per-level sums put each block layer at its input's feature-map level (224 px: 112 px is
     level 1, 7 px level 5), the per-kind sums split the same figures by stem, head and op, and the
     weights and the largest weight tensor outside the head are the model's own."""
-    from search.latency.predictor import LATENCY_FEATURES, MEMORY_FEATURES
+    from search.latency.predictor.features import LATENCY_FEATURES, MEMORY_FEATURES
 
     arch = SearchSpace().sample(7)
     layers = [layer for _, layer in arch_layers(arch, 224, 1000)]

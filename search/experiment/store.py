@@ -16,9 +16,13 @@ import contextlib
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 from search.trials.spec import TrialStatus
+
+T = TypeVar("T")
 
 STORE_NAME = "experiment.sqlite"
 
@@ -53,69 +57,41 @@ TRIAL_COLUMNS = (
 JSON_COLUMNS = ("architecture", "indices", "meta", "metrics")
 
 
+class Column(Generic[T]):
+    """A typed view of one column of a ``TrialRow`` (``cast`` turns the stored value into its type)."""
+
+    def __init__(self, cast: Callable[[Any], T] | None = None, empty: Callable[[], Any] | None = None):
+        self.cast, self.empty = cast, empty  # empty: what a NULL reads as (a fresh one each time)
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, row, owner=None) -> T:
+        value = row[self.name]
+        if value is None:
+            return self.empty() if self.empty else None
+        return self.cast(value) if self.cast else value
+
+
 class TrialRow(dict):
     """One stored trial: the row's columns by name (it stays a dict, so JSON, pandas and older
     callers read it as before), with typed attributes for the code that reasons about it."""
 
-    @property
-    def id(self) -> int:
-        return self["id"]
-
-    @property
-    def stage(self) -> int:
-        return self["stage"]
-
-    @property
-    def status(self) -> TrialStatus:
-        return TrialStatus(self["status"])
-
-    @property
-    def arch_key(self) -> str:
-        return self["arch_key"]
-
-    @property
-    def architecture(self) -> dict:
-        return self["architecture"]
-
-    @property
-    def indices(self) -> list[int] | None:
-        return self["indices"]
-
-    @property
-    def meta(self) -> dict:
-        return self["meta"] or {}
-
-    @property
-    def metrics(self) -> dict:
-        return self["metrics"] or {}
-
-    @property
-    def accuracy(self) -> float | None:
-        return self["accuracy"]
-
-    @property
-    def latency_ms(self) -> float | None:
-        return self["latency_ms"]
-
-    @property
-    def memory_mb(self) -> float | None:
-        return self["memory_mb"]
-
-    @property
-    def reward(self) -> float | None:
-        return self["reward"]
-
-    @property
-    def error(self) -> str | None:
-        return self["error"]
-
-    @property
-    def error_kind(self) -> str | None:
-        return self["error_kind"]
-
-    @property
-    def worker(self) -> str | None:
-        return self["worker"]
+    id: Column[int] = Column()
+    stage: Column[int] = Column()
+    status: Column[TrialStatus] = Column(TrialStatus)
+    arch_key: Column[str] = Column()
+    architecture: Column[dict] = Column()
+    indices: Column[list | None] = Column()
+    meta: Column[dict] = Column(empty=dict)
+    metrics: Column[dict] = Column(empty=dict)
+    accuracy: Column[float | None] = Column()
+    latency_ms: Column[float | None] = Column()
+    memory_mb: Column[float | None] = Column()
+    reward: Column[float | None] = Column()
+    error: Column[str | None] = Column()
+    error_kind: Column[str | None] = Column()
+    worker: Column[str | None] = Column()
 
 
 class Store:

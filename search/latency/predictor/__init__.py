@@ -38,58 +38,8 @@ a preset off the space's grid) at the stored cost rates.
 
 from __future__ import annotations
 
-from search.latency.predictor.build import (  # noqa: F401
-    LAYERS_ALONE,
-    PROFILED_MODELS,
-    build_predictor,
-    build_resolution,
-    cross_fitted,
-    in_model_profiles,
-    in_model_samples,
-    save,
-    table_figures,
-)
-from search.latency.predictor.features import (  # noqa: F401
-    COST_TERMS,
-    DEFAULT_LATENCY_FEATURES,
-    DEFAULT_MEMORY_FEATURES,
-    FORMAT,
-    LATENCY_FEATURES,
-    LAYER_KINDS,
-    LEVELS,
-    MEMORY_FEATURES,
-    VERSION,
-    PredictorError,
-    _costs,
-    _head_weights,
-    _kind,
-    _kind_sums,
-    _largest_boundary,
-    _largest_live,
-    _largest_tensor,
-    _level_sums,
-    _operators,
-    _sizes,
-    _weights,
-    cost_terms,
-    features,
-)
-from search.latency.predictor.fitting import (  # noqa: F401
-    MIN_CV_MODELS,
-    LayerModel,
-    _apply,
-    _linear,
-    _relative_weights,
-    choose_correction,
-    correction_folds,
-    correction_matrix,
-    cost_estimate,
-    error_figures,
-    fit_cost_rates,
-    fit_layer_model,
-    layer_models,
-    layer_table,
-    sample_layers,
-)
-from search.latency.predictor.measurements import PROFILE_WARMUP, PROFILED_RUNS, MeasurementCache, Measurer  # noqa: F401
-from search.latency.predictor.predict import Prediction, Predictor  # noqa: F401
+from search.latency.predictor.build import LAYERS_ALONE, PROFILED_MODELS, build_predictor, save
+from search.latency.predictor.features import FORMAT, PredictorError
+from search.latency.predictor.predict import Predictor
+
+__all__ = ["FORMAT", "LAYERS_ALONE", "PROFILED_MODELS", "Predictor", "PredictorError", "build_predictor", "save"]
