@@ -507,7 +507,7 @@ def main() -> None:
         full = {"epochs": epochs, "data_fraction": proxy["data_fraction"]}
         run.step("one_shot", lambda: search(run, "one_shot", target, full, max_trials=run.scale.oneshot_candidates, evaluator="supernet",
                                             controller={"type": "evolution", "population": 50, "tournament": 10},
-                                            supernet={"epochs": run.scale.supernet_epochs, "eval_images": run.scale.eval_images, "directory": str(out / "one_shot" / "supernet")}))
+                                            supernet={"epochs": run.scale.supernet_epochs, "eval_images": run.scale.eval_images}))
         run.step("stage2", lambda: stage2(run, epochs))
         run.step("seeds", lambda: final_seeds(run, epochs, classes))
         run.step("deploy", lambda: deploy(run, classes))
