@@ -120,25 +120,20 @@ class SupernetExecutor(Executor):
         return [Finished(spec.trial_id, "supernet", self.run(spec))]
 
     def run(self, spec: TrialSpec) -> TrialResult:
-        from search.trials.run import classify_failure, measured_costs, trial_latency
+        from search.trials.run import classify_failure, trial_latency
 
         t0 = time.perf_counter()
         try:
-            latency, timings = {}, {}
-            latency_ms = memory_mb = None
-            costs = {}
-            if spec.latency is not None:
-                latency, timings, latency_ms, memory_mb = trial_latency(spec, self.evaluator.num_classes)
-                costs = measured_costs(spec, self.evaluator.num_classes)
+            lat = trial_latency(spec, self.evaluator.num_classes)
             result = self.evaluator.evaluate(spec.architecture)
         except Exception as exc:  # the trial fails; the search goes on (as a proxy trial's would)
             return TrialResult.failure(classify_failure(exc), f"{exc.__class__.__name__}: {exc}", time.perf_counter() - t0)
-        timings = {**timings, "evaluate_s": result["seconds"], "total_s": time.perf_counter() - t0}
+        timings = {**lat.timings, "evaluate_s": result["seconds"], "total_s": time.perf_counter() - t0}
         metrics = {"evaluator": "supernet", "supernet": {"directory": str(self.evaluator.directory), "epochs": self.evaluator.epochs,
                                                           "bn_images": self.evaluator.cfg.bn_calibration_images},
                    "train": {"top1": result["top1"], "eval_loss": result["loss"], "eval_images": result["images"]},
-                   "latency": latency, "timings": timings, "costs": costs}
-        return TrialResult(status="succeeded", accuracy=result["top1"], latency_ms=latency_ms, memory_mb=memory_mb,
+                   "latency": lat.record, "timings": timings, "costs": lat.costs}
+        return TrialResult(status="succeeded", accuracy=result["top1"], latency_ms=lat.latency_ms, memory_mb=lat.memory_mb,
                            metrics=metrics, seconds=time.perf_counter() - t0)
 
     def cancel(self, trial_id: int) -> bool:

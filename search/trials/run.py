@@ -18,6 +18,7 @@ import os
 import sys
 import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mnas.files import write_atomic
@@ -44,11 +45,8 @@ def run_trial(spec: TrialSpec) -> TrialResult:
         if spec.prefilter_below is not None and zero_cost.get(spec.prefilter_score, float("inf")) < spec.prefilter_below:
             return TrialResult(status="prefiltered", metrics={"zero_cost": zero_cost, "prefilter": {
                 "score": spec.prefilter_score, "below": spec.prefilter_below}}, seconds=time.perf_counter() - started)
-        latency, timings, costs = {}, {}, {}
-        latency_ms = memory_mb = None
-        if spec.latency is not None:
-            latency, timings, latency_ms, memory_mb = trial_latency(spec, num_classes)
-            costs = measured_costs(spec, num_classes)
+        lat = trial_latency(spec, num_classes)
+        latency, timings, costs, latency_ms, memory_mb = lat.record, dict(lat.timings), lat.costs, lat.latency_ms, lat.memory_mb
         pause = pause_while_measuring(spec.measure_alone_in) if spec.measure_alone_in else None
         on_epoch = None
         if spec.curve_path:
@@ -69,8 +67,20 @@ def run_trial(spec: TrialSpec) -> TrialResult:
         return TrialResult.failure(classify_failure(exc), _describe(exc), time.perf_counter() - started)
 
 
-def trial_latency(spec: TrialSpec, num_classes: int) -> tuple[dict, dict, float, float]:
-    """(record, timings, latency_ms, memory_mb) of the trial's model on the latency source.
+@dataclass(frozen=True)
+class TrialLatency:
+    """What a trial's latency source said: the figures the reward uses, the full record (the
+    measurement, the prediction beside it), the time each step took, and the model's size."""
+
+    latency_ms: float | None = None
+    memory_mb: float | None = None
+    record: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    costs: dict = field(default_factory=dict)
+
+
+def trial_latency(spec: TrialSpec, num_classes: int) -> TrialLatency:
+    """The trial's model on the latency source (none without one: stage 2, proxy studies).
 
     Without a predictor: measured. With one: predicted (scaled by what this search's real
     measurements showed so far), and also measured when the spec says so; the record keeps
@@ -78,6 +88,8 @@ def trial_latency(spec: TrialSpec, num_classes: int) -> tuple[dict, dict, float,
     measured figure is the one the reward uses.
     """
     lat = spec.latency
+    if lat is None:
+        return TrialLatency()
     record, timings, measured = {}, {}, None
     if spec.measure:
         measured, timings = measure_latency(lat, spec.architecture, num_classes, spec.measure_alone_in)
@@ -91,8 +103,9 @@ def trial_latency(spec: TrialSpec, num_classes: int) -> tuple[dict, dict, float,
         record.update(predicted_ms=predicted.latency_ms, predicted_memory_mb=predicted.peak_memory_mb,
                       latency_scale=spec.latency_scale, measured=measured is not None)
         if measured is None:
-            return record, timings, predicted.latency_ms * spec.latency_scale, predicted.peak_memory_mb
-    return record, timings, measured["latency_ms"], measured["peak_memory_mb"]
+            return TrialLatency(predicted.latency_ms * spec.latency_scale, predicted.peak_memory_mb, record, timings,
+                                measured_costs(spec, num_classes))
+    return TrialLatency(measured["latency_ms"], measured["peak_memory_mb"], record, timings, measured_costs(spec, num_classes))
 
 
 def measured_costs(spec: TrialSpec, num_classes: int) -> dict:
