@@ -35,7 +35,8 @@ def tiny_config(tmp: Path, **overrides) -> dict:
         "trial_timeout_s": 300,
     }
     for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+        other_controller = key == "controller" and value.get("type", "ppo") != cfg["controller"]["type"]
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict) and not other_controller:  # another kind has other options
             cfg[key] = {**cfg[key], **value}
         else:
             cfg[key] = value
