@@ -52,7 +52,7 @@ from _machine import machine_line  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 BASE = "mobilenet-v2"  # the space's base network: T is its measured latency
 BASELINES = ["mobilenet-v2", "mobilenet-v3-small", "mobilenet-v3-large", "mnasnet-a1"]
-WIDTHS = [0.35, 0.5, 0.6, 0.75, 0.85, 1.0, 1.15, 1.3, 1.5, 1.75, 2.0]
+WIDTHS = [0.35, 0.5, 0.6, 0.75, 0.85, 1.0, 1.15, 1.3, 1.5, 1.75, 2.0, 2.5, 3.0]
 AGREE_TAU, PROXY_TAU = 0.7, 0.6
 HEARTBEAT_S = 30
 
@@ -217,11 +217,17 @@ def measure(run: Run, path: Path, classes: int) -> dict:
     return {"latency_ms": m["latency_ms"], "cv": m.get("cv"), "peak_memory_mb": m.get("peak_memory_mb")}
 
 
+def median_latency(run: Run, path: Path, classes: int) -> float:
+    """The median of ``--latency-repeats`` measurements (a busy moment moves one, not the figure)."""
+    times = sorted(measure(run, path, classes)["latency_ms"] for _ in range(run.args.latency_repeats))
+    return times[len(times) // 2]
+
+
 def match_latency(run: Run, classes: int) -> dict:
     """T from the base network, then each baseline at the width whose latency is nearest T."""
     from mnas.presets import PRESETS
 
-    target = measure(run, arch_file(run, BASE, PRESETS[BASE]), classes)["latency_ms"]
+    target = median_latency(run, arch_file(run, BASE, PRESETS[BASE]), classes)
     log(f"   T = {target:.3f} ms ({BASE} at {run.scale.latency_resolution} px on {run.args.device})")
     chosen = {BASE: {"preset": BASE, "width": 1.0, "latency_ms": target, "tried": {}}}
     for name in run.args.baselines:
@@ -229,7 +235,7 @@ def match_latency(run: Run, classes: int) -> dict:
             continue
         tried = {}
         for w in WIDTHS:
-            tried[w] = measure(run, arch_file(run, f"{name}-w{w:g}", PRESETS[name].widened(w)), classes)["latency_ms"]
+            tried[w] = median_latency(run, arch_file(run, f"{name}-w{w:g}", PRESETS[name].widened(w)), classes)
             if tried[w] > 1.5 * target:
                 break
         width = min(tried, key=lambda w: abs(tried[w] - target))
@@ -355,10 +361,16 @@ def final_seeds(run: Run, epochs: int, classes: int) -> dict:
 
 def deploy(run: Run, classes: int) -> dict:
     """Float latency of every final model, measured together, and its int8 TFLite latency."""
+    names = run.done("seeds")["models"]
+    paths = {name: run.out / "archs" / f"{name}.json" for name in names}
+    floats: dict[str, list[dict]] = {name: [] for name in names}
+    for _ in range(run.args.latency_repeats):  # round robin: a drift of the machine's speed touches every model alike
+        for name in names:
+            floats[name].append(measure(run, paths[name], classes))
     out = {}
-    for name in run.done("seeds")["models"]:
-        path = run.out / "archs" / f"{name}.json"
-        row = {"float": [measure(run, path, classes) for _ in range(run.args.latency_repeats)]}
+    for name in names:
+        path = paths[name]
+        row = {"float": floats[name]}
         row["latency_ms"] = sorted(m["latency_ms"] for m in row["float"])[len(row["float"]) // 2]
         if run.args.int8_device:
             tfl = run.out / "int8" / f"{name}.tflite"
