@@ -8,7 +8,7 @@ from devices.profile import DeviceProfile
 
 def device_problem(profile: DeviceProfile) -> str | None:
     """None when the device can measure; otherwise what is wrong, in one line."""
-    if profile.backend == "android-adb":
+    if profile.kind.remote:
         from devices.android import check_device
 
         try:
@@ -22,7 +22,7 @@ def device_problem(profile: DeviceProfile) -> str | None:
 
     if missing := missing_cpus(profile):
         return f"pins to CPUs {missing}, which this machine lacks"
-    module = "onnxruntime" if profile.backend == "onnxruntime" else "ai_edge_litert"
+    module = profile.kind.runtime_module
     if importlib.util.find_spec(module) is None:
         return f"the {module} runtime is not installed"
     return None

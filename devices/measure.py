@@ -53,7 +53,7 @@ def robust_cv(times: list[float]) -> float:
 
 def measure_once(profile: DeviceProfile, model_path: Path, input_shape: list[int] | None) -> dict:
     """One full measurement (all repeats) without the CV retry."""
-    if profile.backend == "android-adb":
+    if profile.kind.remote:
         return _measure_android(profile, model_path, input_shape)
     from devices.local import run_worker
 

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from devices.backends import Backend, backend
 from devices.errors import ProfileError
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
@@ -63,7 +64,7 @@ class DeviceProfile(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    backend: Literal["onnxruntime", "litert", "android-adb"]
+    backend: str = Field(description="a registered backend (devices.backends): onnxruntime, litert, android-adb")
     threads: int = Field(default=1, ge=1, le=256)
     cpus: list[int] | None = Field(default=None, description="CPU ids to pin the measuring process to")
     warmup_runs: int = Field(default=20, ge=0, le=10_000)
@@ -81,6 +82,16 @@ class DeviceProfile(BaseModel):
     reference: ReferenceSettings | None = Field(
         default=None, description="time a fixed model alternately with each candidate and report their ratio (drift-free)")
 
+    @field_validator("backend")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        return backend(value).name
+
+    @property
+    def kind(self) -> Backend:
+        """The backend's registration: model format, runtime, where it measures."""
+        return backend(self.backend)
+
     @model_validator(mode="after")
     def _adb_needs_settings(self) -> DeviceProfile:
         if self.backend == "android-adb" and self.adb is None:
@@ -91,8 +102,8 @@ class DeviceProfile(BaseModel):
     def _reference_runs_here(self) -> DeviceProfile:
         if self.reference is None:
             return self
-        if self.backend == "android-adb":
-            raise ValueError("a reference model is timed in the measuring process, which android-adb (benchmark_model) does not have")
+        if self.kind.remote:
+            raise ValueError(f"a reference model is timed in the measuring process, which {self.backend} (on a device) does not have")
         if not self.reference.path.is_file():
             raise ValueError(f"reference model {self.reference.model!r} is neither a file nor one of {sorted(p.stem for p in REFERENCE_DIR.glob('*.onnx'))}")
         return self
@@ -120,7 +131,7 @@ class DeviceProfile(BaseModel):
 
     @property
     def model_format(self) -> str:
-        return "onnx" if self.backend == "onnxruntime" else "tflite"
+        return self.kind.model_format
 
 
 def _digest(data: dict) -> str:

@@ -31,7 +31,7 @@ from devices.profile import DeviceProfile
 
 def profile_model(profile: DeviceProfile, model_path: str | Path, runs: int = 30, warmup: int = 10) -> dict:
     """Per-node medians (ms) and the whole run's median, for an ONNX model on an onnxruntime profile."""
-    if profile.backend != "onnxruntime":
+    if not profile.kind.profiles_per_operator:
         raise MeasurementError("unsupported", f"per-operator profiling runs on onnxruntime profiles; {profile.name} uses {profile.backend}")
     model_path = Path(model_path)
     if not model_path.is_file():

@@ -160,13 +160,13 @@ class LiteRtModel:
         self.interpreter.invoke()
 
 
-BACKENDS = {"onnxruntime": OnnxRuntimeModel, "litert": LiteRtModel}
+MODELS = {"onnxruntime": OnnxRuntimeModel, "litert": LiteRtModel}  # the local backends of devices.backends, by name
 
 
 def measure(request: dict) -> dict:
     import numpy  # noqa: F401  (part of the baseline)
 
-    model_cls = BACKENDS[request["backend"]]
+    model_cls = MODELS[request["backend"]]
     # Import the runtime before reading the baseline, so peak - baseline is the model's cost.
     if request["backend"] == "onnxruntime":
         import onnxruntime  # noqa: F401

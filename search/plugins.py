@@ -4,7 +4,7 @@ Each maps a name to where its implementation lives (``module:attribute``), impor
 it is used, so that the config (at the bottom of the house) validates a name, the CLI lists the
 choices and the stages build the part, all from one table, without the config importing what it
 names. Controllers have their own registry with per-kind options (``search.controllers.registry``);
-latency backends are the device side's (``devices.worker.BACKENDS``).
+latency backends are the device side's (``devices.backends``).
 """
 
 from __future__ import annotations

@@ -234,3 +234,19 @@ def test_calibrate_prints_a_reference_block_that_loads(tmp_path):
     assert measure_file(steady, steady.reference.path)["latency_ms"] == pytest.approx(steady.reference.latency_ms, rel=0.3)
     bad = CliRunner().invoke(app, ["calibrate", "--device", str(profile), "--reference", str(tmp_path / "none.onnx")])
     assert bad.exit_code == 2 and "reference model not found" in bad.output
+
+
+def test_backends_are_one_registry_read_by_profiles_health_and_measuring(tmp_path):
+    from devices.backends import BACKENDS, backend
+    from devices.profile import DeviceProfile, ProfileError, load_profile
+    from devices.worker import MODELS
+
+    assert set(BACKENDS) == {"onnxruntime", "litert", "android-adb"}
+    assert {n for n, b in BACKENDS.items() if not b.remote} == set(MODELS)  # every local backend has its worker model
+    assert load_profile("x86-ort-1t").model_format == "onnx" and load_profile("x86-litert-1t").model_format == "tflite"
+    assert backend("android-adb").remote and backend("onnxruntime").profiles_per_operator
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nbackend: coreml\n")
+    with pytest.raises(ProfileError, match="unknown backend 'coreml'; use one of onnxruntime, litert, android-adb"):
+        load_profile(bad)
+    assert DeviceProfile(name="p", backend="litert").kind.runtime_module == "ai_edge_litert"

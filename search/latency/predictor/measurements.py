@@ -82,7 +82,7 @@ class Measurer:
     def profiler(self):
         """The device profile whose runtime profiles per operator here (onnxruntime, in-process), else None."""
         profile = getattr(self.source, "profile", None)
-        return profile if profile is not None and profile.backend == "onnxruntime" else None
+        return profile if profile is not None and profile.kind.profiles_per_operator else None
 
     def in_model(self, arch: Architecture, resolution: int, num_classes: int) -> list[float]:
         """Each layer's time inside the whole model (ms, ``arch_layers`` order), from the runtime's
