@@ -14,7 +14,7 @@ import typer
 from mnas.cli import add_model_commands
 from search.controllers.cli import controllers_app
 from search.latency.cli import latency_app, predictor_app
-from search.results.cli import dashboard_cmd, estimate_cmd, export_cmd, report_cmd, status_cmd
+from search.results.cli import controllers_table_cmd, dashboard_cmd, estimate_cmd, export_cmd, report_cmd, status_cmd
 from search.stages.cli import search_cmd, stage2_cmd, tune_cmd
 
 SEARCH_COMMANDS = {
@@ -32,7 +32,9 @@ def build_app() -> typer.Typer:
     app.add_typer(data_app(), name="data")
     app.add_typer(latency_app(), name="latency")
     app.add_typer(predictor_app(), name="predictor")
-    app.add_typer(controllers_app(), name="controllers")
+    controllers = controllers_app()
+    controllers.command("table")(controllers_table_cmd)  # a search's trials as a table: results side, beside the compare command
+    app.add_typer(controllers, name="controllers")
     from search.proxy.cli import proxy_app
 
     app.add_typer(proxy_app(), name="proxy")

@@ -159,6 +159,15 @@ def test_a_new_controller_is_one_file_and_one_registration_and_a_search_runs_it(
         expected.append(indices)
     assert [t["indices"] for t in trials] == expected
     assert recorded == {"type": "walk-first", "stride": 2}
+    # the search's trials as a trial table, as mnas controllers compare reads one
+    exported = subprocess.run([*mnas, "controllers", "table", str(tmp_path / "exp"), "--out", str(tmp_path / "t.json")],
+                              capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    from search.controllers.surrogate import load_table
+
+    table = load_table(str(tmp_path / "t.json"))
+    assert [r.indices for r in table.rows] == expected and [r.accuracy for r in table.rows] == [t["accuracy"] for t in trials]
+    assert table.space["name"] == "mnasnet" and table.latency["resolution"] == cfg["latency"]["resolution"]
     bad = write_config(tmp_path / "bad.yaml", {**cfg, "controller": {"type": "walk-first", "stride": "two"}})
     refused = subprocess.run([*mnas, "search", str(bad), "--out", str(tmp_path / "bad")], capture_output=True, text=True, env=env,
                              cwd=REPO, timeout=120)

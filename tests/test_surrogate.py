@@ -56,7 +56,47 @@ def test_cli_compares_controllers_on_the_table():
     assert kinds == ["random", "evolution"] and r["rows"] >= 200 and set(r["random_best"]) == {"0", "1"}
     for s in r["summaries"]:
         assert s["proposals"] == 120 and s["best_at"]["100"] > 0 and s["best_at"]["300"] is None
+    assert [(b["kind"], b["percentile"]) for b in r["budgets"]] == [(k, p) for p in (25, 50, 75) for k in ("random", "evolution")]
+    assert all(sorted(b["best_under"]) == ["100", "50"] and len(b["best_under"]["50"]) == 2 for b in r["budgets"])
+    assert set(r["models"]) == {"accuracy", "latency"} and r["noise_std"] == 0.0  # the shipped table has no repeated trainings
     bad = run_cli("controllers", "compare", "-c", "bayes", check=False)
     assert bad.returncode == 2 and "unknown controller(s) ['bayes']" in bad.stderr
     missing = run_cli("controllers", "compare", "--table", "/nonexistent.json", check=False)
     assert missing.returncode == 2 and "cannot read trial table" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_the_best_under_a_budget_is_the_true_top1_of_the_best_observed_proposal_under_it():
+    from search.controllers.surrogate import ControllerRun
+
+    run = ControllerRun("x", 0, rewards=np.zeros(4), accuracy=np.array([0.50, 0.40, 0.70, 0.45]),
+                        latency_ms=np.array([1.0, 0.8, 2.0, 0.9]), observed=np.array([0.48, 0.46, 0.72, 0.41]))
+    assert run.best_under(1.0, 4) == 0.50  # 0.70 is over the budget; 0.48 observed beats 0.46 and 0.41
+    assert run.best_under(0.9, 4) == 0.40  # observed 0.46 > 0.41: the user takes it, its true top-1 is 0.40
+    assert run.best_under(0.85, 1) != run.best_under(0.85, 1)  # nothing under the budget yet: NaN
+
+
+def test_observation_noise_is_the_tables_own_or_pooled_from_repeated_trainings():
+    from search.controllers.surrogate import TableRow, TrialTable
+
+    rows = [TableRow([0, 1], 0.50, 1.0), TableRow([0, 1], 0.54, 1.0), TableRow([1, 1], 0.30, 2.0), TableRow([1, 1], 0.36, 2.0),
+            TableRow([1, 0], 0.40, 1.5)]
+    table = TrialTable("tiny", {}, {}, rows)
+    pooled = np.sqrt(np.mean([np.var([0.50, 0.54], ddof=1), np.var([0.30, 0.36], ddof=1)]))
+    assert table.noise_std() == pytest.approx(pooled)
+    assert TrialTable("tiny", {}, {}, rows, accuracy_noise_std=0.01).noise_std() == 0.01
+    assert TrialTable("tiny", {}, {}, rows[-1:]).noise_std() == 0.0
+
+
+def test_hard_budgets_at_three_percentiles_score_every_controller_against_random():
+    from search.controllers.budgets import budget_comparison, format_budgets
+    from search.controllers.surrogate import Surrogate, load_table
+
+    table = load_table("cifar10-16px")
+    rows = budget_comparison(table, ["evolution"], 60, [0, 1], Surrogate(table))
+    lat = np.array([r.latency_ms for r in table.rows])
+    assert [(r.kind, r.percentile) for r in rows] == [(k, p) for p in (25, 50, 75) for k in ("random", "evolution")]
+    assert [r.budget_ms for r in rows[::2]] == pytest.approx([np.percentile(lat, p) for p in (25, 50, 75)])
+    for r in rows:
+        assert sorted(r.best_under) == [50] and len(r.best_under[50]) == 2 and 0 < r.mean(50) < 1
+    text = format_budgets(rows)
+    assert "p25" in text and "(+" in text or "(-" in text

@@ -37,10 +37,11 @@ class TableRow:
 
 @dataclass
 class TrialTable:
-    space: str
+    space: str | dict  # a shipped space's name, or a space definition (what an experiment records)
     proxy: dict
     latency: dict
     rows: list[TableRow] = field(default_factory=list)
+    accuracy_noise_std: float | None = None  # top-1 std between repeated trainings of one architecture, if measured
 
     def save(self, path: str | Path) -> None:
         doc = {"format": "mnas-trial-table", "version": 1, **asdict(self)}
@@ -51,7 +52,18 @@ class TrialTable:
         doc = json.loads(Path(path).read_text())
         if doc.get("format") != "mnas-trial-table":
             raise ValueError(f"{path} is not an mnas trial table")
-        return cls(doc["space"], doc["proxy"], doc["latency"], [TableRow(**r) for r in doc["rows"]])
+        return cls(doc["space"], doc["proxy"], doc["latency"], [TableRow(**r) for r in doc["rows"]], doc.get("accuracy_noise_std"))
+
+    def noise_std(self) -> float:
+        """Observation noise of top-1: the table's own figure, else the pooled std of architectures
+        trained more than once in it, else 0 (the surrogate then answers without noise)."""
+        if self.accuracy_noise_std is not None:
+            return float(self.accuracy_noise_std)
+        groups: dict[tuple, list[float]] = {}
+        for r in self.rows:
+            groups.setdefault(tuple(r.indices), []).append(r.accuracy)
+        repeated = [np.var(v, ddof=1) for v in groups.values() if len(v) > 1]
+        return float(np.sqrt(np.mean(repeated))) if repeated else 0.0
 
 
 def load_table(name_or_path: str) -> TrialTable:
@@ -77,26 +89,56 @@ class Fit:
 
 
 class Surrogate:
-    """Top-1 and latency of any architecture of the table's space, learned from the table."""
+    """Top-1 and latency of any architecture of the table's space, learned from the table.
+
+    For each of the two, the model with the best held-out Kendall tau is kept: ridge regression
+    on one-hot tokens (additive token effects) or gradient-boosted trees on the token indices
+    (interactions between choices). ``observe`` adds the table's observation noise to top-1, as
+    a real proxy training would answer.
+    """
 
     def __init__(self, table: TrialTable, seed: int = 0):
-        from sklearn.linear_model import RidgeCV
-
         self.table, self.space = table, load_space(table.space)
         self.cards = self.space.cardinalities
-        x = one_hot(self.cards, [r.indices for r in table.rows])
+        indices = np.asarray([r.indices for r in table.rows], int)
         acc = np.array([r.accuracy for r in table.rows])
         lat = np.log([r.latency_ms for r in table.rows])
+        self.held_out, self.candidates, self.models, self._fitted = {}, {}, {}, {}
+        for target, y in (("accuracy", acc), ("latency", lat)):
+            fits = {name: _held_out(make, self._features(name, indices), y, seed) for name, make in MODELS.items()}
+            best = max(fits, key=lambda name: fits[name].kendall_tau)
+            self.candidates[target] = {name: asdict(f) for name, f in fits.items()}
+            self.held_out[target], self.models[target] = fits[best], best
+            self._fitted[target] = MODELS[best]().fit(self._features(best, indices), y)
+        self.noise_std = table.noise_std()
 
-        def model():  # additive token effects; on the shipped table it beat gradient-boosted trees held out
-            return RidgeCV(alphas=np.logspace(-2, 3, 12))
-
-        self.held_out = {"accuracy": _held_out(model, x, acc, seed), "latency": _held_out(model, x, lat, seed)}
-        self.accuracy_model, self.latency_model = model().fit(x, acc), model().fit(x, lat)
+    def _features(self, model: str, indices) -> np.ndarray:
+        indices = np.atleast_2d(np.asarray(indices, int))
+        return indices.astype(np.float32) if model == "boosted trees" else one_hot(self.cards, indices)
 
     def predict(self, indices) -> tuple[np.ndarray, np.ndarray]:
-        x = one_hot(self.cards, indices)
-        return self.accuracy_model.predict(x), np.exp(self.latency_model.predict(x))
+        acc = self._fitted["accuracy"].predict(self._features(self.models["accuracy"], indices))
+        lat = self._fitted["latency"].predict(self._features(self.models["latency"], indices))
+        return acc, np.exp(lat)
+
+    def observe(self, accuracy: float, rng: np.random.Generator) -> float:
+        """What a training of an architecture of this true top-1 reports (noise of repeated trainings)."""
+        return float(accuracy + rng.normal(0.0, self.noise_std)) if self.noise_std else float(accuracy)
+
+
+def _ridge():
+    from sklearn.linear_model import RidgeCV
+
+    return RidgeCV(alphas=np.logspace(-2, 3, 12))
+
+
+def _boosted():
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    return HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=5, random_state=0)
+
+
+MODELS = {"ridge": _ridge, "boosted trees": _boosted}
 
 
 def _held_out(model, x, y, seed: int, folds: int = 5) -> Fit:
@@ -114,11 +156,19 @@ class ControllerRun:
     kind: str
     seed: int
     rewards: np.ndarray
-    accuracy: np.ndarray
+    accuracy: np.ndarray  # the surrogate's top-1 of each proposal (what the model would really reach)
     latency_ms: np.ndarray
+    observed: np.ndarray | None = None  # the top-1 the controller was told (with the table's noise)
 
     def best_after(self, n: int) -> float:
         return float(self.rewards[:n].max())
+
+    def best_under(self, budget_ms: float, n: int) -> float:
+        """The true top-1 of the proposal a user would pick after ``n``: the best *observed* top-1
+        among those at or under the latency budget (NaN when none is)."""
+        observed = self.accuracy if self.observed is None else self.observed
+        ok = np.nonzero(self.latency_ms[:n] <= budget_ms)[0]
+        return float(self.accuracy[ok[np.argmax(observed[ok])]]) if len(ok) else float("nan")
 
     def first_reaching(self, value: float) -> int | None:
         """1-based proposal count at which the running best first reaches ``value``."""
@@ -135,14 +185,16 @@ def run_controller(kind: str, surrogate: Surrogate, reward: Reward, proposals: i
     torch.set_num_threads(1)
     space = surrogate.space
     controller = make_controller(kind, space.cardinalities, seed, tokens=space.tokens, **options)
-    rewards, accs, lats = [], [], []
+    noise = np.random.default_rng(1_000_003 + seed)  # the same trainings' noise for every controller of a seed
+    rewards, accs, lats, seen = [], [], [], []
     for _ in range(proposals):
         proposal = controller.ask()
         (acc,), (lat,) = surrogate.predict([proposal.indices])
-        value = reward(float(acc), float(lat))
-        controller.tell(proposal, value, {"accuracy": float(acc), "latency_ms": float(lat), "memory_mb": None})
-        rewards.append(value), accs.append(acc), lats.append(lat)
-    return ControllerRun(kind, seed, np.array(rewards), np.array(accs), np.array(lats))
+        told = surrogate.observe(float(acc), noise)
+        value = reward(told, float(lat))
+        controller.tell(proposal, value, {"accuracy": told, "latency_ms": float(lat), "memory_mb": None})
+        rewards.append(value), accs.append(acc), lats.append(lat), seen.append(told)
+    return ControllerRun(kind, seed, np.array(rewards), np.array(accs), np.array(lats), np.array(seen))
 
 
 def median_latency(table: TrialTable) -> float:
@@ -167,10 +219,13 @@ class Comparison:
     target_ms: float
     random_best: dict[int, float]
     summaries: list[ControllerSummary]
+    models: dict = field(default_factory=dict)  # the surrogate's model per target, chosen by held-out tau
+    noise_std: float = 0.0
+    budgets: list = field(default_factory=list)  # search.controllers.budgets.BudgetRow per controller and budget (filled by its caller)
 
 
 def compare(table: TrialTable, controllers: list[str], proposals: int, seeds: list[int], ax_proposals: int | None = None,
-            name: str = "", on_run=None) -> Comparison:
+            name: str = "", on_run=None, surrogate: Surrogate | None = None) -> Comparison:
     """Every controller against the table's surrogate, with the soft reward at T = the table's
     median latency. Random search's best-of-``proposals`` per seed is the bar; the hypervolume
     (top-1 x ms) of the first 300 proposals has reference (top-1 0, 2T)."""
@@ -178,7 +233,7 @@ def compare(table: TrialTable, controllers: list[str], proposals: int, seeds: li
 
     from search.pareto import as_minimization, hypervolume
 
-    surrogate = Surrogate(table)
+    surrogate = surrogate or Surrogate(table, seed=0)
     target = median_latency(table)
     reward = Reward(target_ms=target)
     kinds = list(dict.fromkeys(["random", *controllers]))
@@ -200,7 +255,8 @@ def compare(table: TrialTable, controllers: list[str], proposals: int, seeds: li
         hv = (float(np.mean([hypervolume(as_minimization(r.accuracy[:300], r.latency_ms[:300]), (0.0, 2 * target)) for r in done]))
               if n >= 300 else None)
         summaries.append(ControllerSummary(kind, n, [r.first_reaching(bar[r.seed]) for r in done], best_at, hv, seconds[kind]))
-    return Comparison(name, len(table.rows), {k: asdict(v) for k, v in surrogate.held_out.items()}, target, bar, summaries)
+    return Comparison(name, len(table.rows), {k: asdict(v) for k, v in surrogate.held_out.items()}, target, bar, summaries,
+                      surrogate.models, surrogate.noise_std)
 
 
 def format_comparison(result: Comparison) -> str:
@@ -209,7 +265,8 @@ def format_comparison(result: Comparison) -> str:
     lines = [
         f"table {result.table}: {result.rows} trained architectures; surrogate 5-fold held-out top-1: Kendall tau "
         f"{acc['kendall_tau']:.3f}, R^2 {acc['r2']:.3f}, MAE {acc['mean_abs_error']:.4f}; log-latency: tau "
-        f"{lat['kendall_tau']:.3f}, R^2 {lat['r2']:.3f}",
+        f"{lat['kendall_tau']:.3f}, R^2 {lat['r2']:.3f} (models: top-1 {result.models.get('accuracy', '?')}, latency "
+        f"{result.models.get('latency', '?')}, each the better held out; observation noise std {result.noise_std:.4f})",
         f"reward: soft at T = {result.target_ms:.3f} ms (the table's median latency); hypervolume in top-1 x ms, "
         f"reference (0, {2 * result.target_ms:.3f} ms)",
         "random's best per seed: " + ", ".join(f"{v:.4f}" for v in result.random_best.values()),

@@ -167,3 +167,16 @@ def dashboard_cmd(
     open_store(directory).close()  # a clear error for a directory that holds no experiment
     console.print(f"dashboard for {directory} on http://{host}:{port} (rebuilt every {refresh:g} s)")
     uvicorn.run(create_dashboard(directory, refresh), host=host, port=port, log_level="warning")
+
+
+@user_errors
+def controllers_table_cmd(
+    directory: Path = typer.Argument(..., help="an experiment directory (a search, or a proxy study)"),
+    out: Path = typer.Option(..., "--out", help="the trial table JSON to write"),
+):
+    """Export an experiment's finished stage-1 trials as a trial table for mnas controllers compare."""
+    from search.results.table import experiment_table
+
+    table = experiment_table(directory)
+    table.save(out)
+    console.print(f"{len(table.rows)} trials of {directory} -> {out}")
