@@ -343,7 +343,7 @@ def stage2(run: Run, epochs: int) -> dict:
     return train_all(run, jobs, epochs)
 
 
-def final_seeds(run: Run, epochs: int, classes: int) -> dict:
+def final_seeds(run: Run, epochs: int) -> dict:
     """The best searched model under T (by its stage-2 run) and every baseline, ``seeds`` fresh seeds each."""
     target = run.done("latency")["target_ms"]
     firsts = run.done("stage2")
@@ -521,7 +521,7 @@ def main() -> None:
                                             controller={"type": "evolution", "population": 50, "tournament": 10},
                                             supernet={"epochs": run.scale.supernet_epochs, "eval_images": run.scale.eval_images}))
         run.step("stage2", lambda: stage2(run, epochs))
-        run.step("seeds", lambda: final_seeds(run, epochs, classes))
+        run.step("seeds", lambda: final_seeds(run, epochs))
         run.step("deploy", lambda: deploy(run, classes))
     except RunError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -19,9 +19,7 @@ EVALUATORS = {"proxy": "search.stages.stage1:proxy_executor", "supernet": "searc
 
 def load(registry: dict[str, str], name: str):
     """The implementation registered as ``name``; a ValueError lists the names there are."""
-    if name not in registry:
-        raise ValueError(f"unknown {name!r}; use one of {', '.join(registry)}")
-    module, _, attribute = registry[name].partition(":")
+    module, _, attribute = registry[check_name(registry, name)].partition(":")
     return getattr(importlib.import_module(module), attribute)
 
 

@@ -102,10 +102,10 @@ def trial_latency(spec: TrialSpec, num_classes: int) -> TrialLatency:
         timings["predict_s"] = time.perf_counter() - t0
         record.update(predicted_ms=predicted.latency_ms, predicted_memory_mb=predicted.peak_memory_mb,
                       latency_scale=spec.latency_scale, measured=measured is not None)
-        if measured is None:
-            return TrialLatency(predicted.latency_ms * spec.latency_scale, predicted.peak_memory_mb, record, timings,
-                                measured_costs(spec, num_classes))
-    return TrialLatency(measured["latency_ms"], measured["peak_memory_mb"], record, timings, measured_costs(spec, num_classes))
+    costs = measured_costs(spec, num_classes)
+    if measured is None:  # predicted only (a predictor, and this trial not picked for measuring)
+        return TrialLatency(predicted.latency_ms * spec.latency_scale, predicted.peak_memory_mb, record, timings, costs)
+    return TrialLatency(measured["latency_ms"], measured["peak_memory_mb"], record, timings, costs)
 
 
 def measured_costs(spec: TrialSpec, num_classes: int) -> dict:
