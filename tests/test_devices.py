@@ -116,8 +116,9 @@ def test_reference_profile_reports_the_ratio_times_the_calibration(tmp_path, a1_
     ratio = steady_a1["latency_ms"] / 2.0
     raw_ratio = steady_a1["reference"]["raw_latency_ms"] / steady_a1["reference"]["reference_ms"]
     assert ratio == pytest.approx(raw_ratio, rel=0.25)
-    # peak memory stays the candidate's own (read before the reference is loaded: it would add ~20 MB)
-    assert steady_a1["peak_memory_mb"] == pytest.approx(plain_a1["peak_memory_mb"], abs=1.0)
+    # peak memory stays the candidate's own (read before the reference is loaded: it would add ~20 MB);
+    # two processes' peak RSS differ by a few MB of allocator noise (1.8 MB seen in CI), far below 20
+    assert steady_a1["peak_memory_mb"] == pytest.approx(plain_a1["peak_memory_mb"], abs=6.0)
     # under LiteRT the reference still runs on onnxruntime, in the same process
     lite = load_profile(write_profile(tmp_path / "l.yaml", backend="litert"))
     lite = DeviceProfile.model_validate({**lite.model_dump(), "reference": {"latency_ms": 2.0}})
