@@ -195,7 +195,7 @@ def test_the_shipped_ppo_and_the_paper_preset_differ_only_in_the_documented_opti
 def test_priority_queue_keeps_the_best_distinct_architectures_and_survives_a_restart():
     c = make_controller("ppo", CARDS, 0, batch=5, elite=3)
     told = []
-    for i in range(10):
+    for _ in range(10):
         p = c.ask()
         told.append((synthetic_reward(p.indices), p.indices))
         c.tell(p, told[-1][0])

@@ -51,12 +51,12 @@ def proxy_trial(device: str, precision: str, channels_last: bool, data_on_device
     """One epoch of MnasNet-A1 (width 0.35) on 512 digits at 16 px, evaluated after BN recalibration."""
     import math
 
+    import numpy as np
+
     from mnas.data import load_dataset
     from mnas.presets import PRESETS
     from mnas.recipe import TrainConfig
     from mnas.train import train_model
-
-    import numpy as np
 
     data = load_dataset("digits")
     train, val = data.stage1()
