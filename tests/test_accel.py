@@ -115,3 +115,21 @@ def test_cuda_graphs_are_refused_with_the_reason():
     with pytest.raises(ValidationError, match="BatchNorm updates its running statistics in place"):
         TrainConfig(compile="reduce-overhead")
     assert TrainConfig(compile=False).compile == "off" and TrainConfig(precision="fp16").precision == "fp16"
+
+
+def test_the_first_step_is_timed_after_the_device_finished_it(monkeypatch):
+    """first_step_seconds (compile time included) must cover the step's GPU work, not only its launch."""
+    import numpy as np
+
+    from mnas.data import ArraySource
+    from mnas.presets import PRESETS
+    from mnas.recipe import TrainConfig
+    from mnas.train import train_model
+
+    calls = []
+    monkeypatch.setattr(Execution, "synchronize", lambda self: calls.append(self.precision))
+    images = np.random.default_rng(0).integers(0, 255, (64, 8, 8, 3), dtype=np.uint8)
+    source = ArraySource(images, np.arange(64) % 10)
+    m = train_model(PRESETS["mnasnet-a1"], source, source, 10, TrainConfig(epochs=1, batch_size=32, resolution=8, width_mult=0.35,
+                                                                             bn_calibration_images=32, device="cpu"))
+    assert calls == ["fp32"] and 0 < m["first_step_seconds"] <= m["train_seconds"]
