@@ -39,6 +39,16 @@ class BudgetRow:
         return float(np.nanstd(values, ddof=1)) if values and np.sum(~np.isnan(values)) > 1 else None
 
 
+def runs_over_seeds(kind: str, surrogate: Surrogate, reward: Reward, proposals: int, seeds: list[int], on_run=None) -> list:
+    """One controller's runs against the surrogate, one per seed (``on_run`` hears each)."""
+    runs = []
+    for seed in seeds:
+        runs.append(run_controller(kind, surrogate, reward, proposals, seed))
+        if on_run:
+            on_run(kind, seed, proposals)
+    return runs
+
+
 def budget_comparison(table: TrialTable, controllers: list[str], proposals: int, seeds: list[int],
                       surrogate: Surrogate | None = None, percentiles=PERCENTILES, on_run=None) -> list[BudgetRow]:
     surrogate = surrogate or Surrogate(table)
@@ -49,11 +59,7 @@ def budget_comparison(table: TrialTable, controllers: list[str], proposals: int,
         reward = Reward(target_ms=budget, mode="hard")
         for kind in dict.fromkeys(["random", *controllers]):
             started = time.perf_counter()
-            runs = []
-            for seed in seeds:
-                runs.append(run_controller(kind, surrogate, reward, proposals, seed))
-                if on_run:
-                    on_run(kind, seed, proposals)
+            runs = runs_over_seeds(kind, surrogate, reward, proposals, seeds, on_run)
             best = {n: [r.best_under(budget, n) for r in runs] for n in CHECKPOINTS if n <= proposals}
             rows.append(BudgetRow(kind, pct, budget, best, time.perf_counter() - started))
     return rows
@@ -112,11 +118,7 @@ def pareto_comparison(table: TrialTable, controllers: list[str], proposals: int,
     rows = []
     for kind in dict.fromkeys(["random", *controllers]):
         started = time.perf_counter()
-        runs = []
-        for seed in seeds:
-            runs.append(run_controller(kind, surrogate, reward, proposals, seed))
-            if on_run:
-                on_run(kind, seed, proposals)
+        runs = runs_over_seeds(kind, surrogate, reward, proposals, seeds, on_run)
         volumes = {n: [hypervolume(as_minimization(r.accuracy[:n], r.latency_ms[:n]), reward.reference_point()) for r in runs]
                    for n in CHECKPOINTS if n <= proposals}
         rows.append(ParetoRow(kind, volumes, time.perf_counter() - started))
