@@ -2,6 +2,7 @@
 
     python benchmarks/controllers.py build [--n 200] [--workers 2]     # train and measure the table
     python benchmarks/controllers.py run [--proposals 1000] [--seeds 0 1 2 3 4] [--ax-proposals 150]
+    python benchmarks/controllers.py variants --variant NAME=KIND[:JSON_OPTIONS] ... [--budgets 25 50 75]
 
 ``build`` samples ``--n`` architectures of the MnasNet space (seeded), trains each on a
 CIFAR-10 proxy (``../shared/data/cifar10``: a stratified 5,000-image training subset, top-1 on
@@ -15,6 +16,11 @@ for ``--proposals`` proposals per seed with the soft reward at T = the table's m
 and prints per controller: proposals to reach random search's best-of-``--proposals`` (per seed),
 the best reward at 100/300/1,000 and the hypervolume (top-1 x ms, reference (0, 2T)) at 300.
 Ax refits its model on every proposal, so it runs ``--ax-proposals`` only.
+
+``variants`` asks the hard-budget question of controller option sets (e.g.
+``--variant paper=ppo-paper --variant lr3=ppo:'{"lr": 3e-3, "elite": 0}'``): the true top-1 of the
+best observed proposal under each budget after 100 and 300 proposals, points above random, mean
+and worst seed; how the shipped PPO defaults were chosen.
 """
 
 from __future__ import annotations
@@ -136,6 +142,33 @@ def run(args) -> None:
     print(format_comparison(result))
 
 
+def variants(args) -> None:
+    from mnas.reward import Reward
+    from search.controllers.surrogate import Surrogate, run_controller
+
+    table = TrialTable.load(args.table)
+    surrogate = Surrogate(table)
+    latencies = np.array([r.latency_ms for r in table.rows])
+    parsed = {"random": ("random", {})}
+    for item in args.variant:
+        name, _, spec = item.partition("=")
+        kind, _, options = spec.partition(":")
+        parsed[name] = (kind, json.loads(options) if options else {})
+    print(machine_line())
+    print(f"{'budget':<8} {'variant':<14} {'after 100 (+random, worst seed)':>34} {'after 300':>30} {'seconds':>8}")
+    for pct in args.budgets:
+        budget = float(np.percentile(latencies, pct))
+        reward = Reward(target_ms=budget, mode="hard")
+        base = None
+        for name, (kind, options) in parsed.items():
+            started = time.perf_counter()
+            runs = [run_controller(kind, surrogate, reward, args.proposals, seed, **options) for seed in args.seeds]
+            best = {n: np.array([r.best_under(budget, n) for r in runs]) for n in (100, 300) if n <= args.proposals}
+            base = base or best
+            cells = [f"{best[n].mean():.4f} {100 * (best[n] - base[n]).mean():+.1f} ({100 * (best[n] - base[n]).min():+.1f})" for n in best]
+            print(f"p{pct:<7} {name:<14} " + " ".join(f"{c:>32}" for c in cells) + f" {time.perf_counter() - started:>8.0f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,8 +182,14 @@ def main() -> None:
     r.add_argument("--ax-proposals", type=int, default=150)
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     r.add_argument("--controllers", nargs="+", default=["random", "evolution", "ppo", "reinforce", "ax"])
+    v = sub.add_parser("variants")
+    v.add_argument("--table", default=str(TABLE))
+    v.add_argument("--variant", action="append", required=True, help="NAME=KIND[:JSON options]; random always runs first")
+    v.add_argument("--proposals", type=int, default=300)
+    v.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    v.add_argument("--budgets", type=int, nargs="+", default=[25, 50, 75], help="latency percentiles of the table")
     args = parser.parse_args()
-    build(args) if args.command == "build" else run(args)
+    {"build": build, "run": run, "variants": variants}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -127,7 +127,7 @@ def main() -> None:
     parser.add_argument("--paths", default="naive,optimized", help="naive, optimized, compiled (optimized + torch.compile)")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="naive DataLoader workers")
     parser.add_argument("--trials-per-gpu", default="auto", help="auto (search.trials.tuning) or a count")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--work", default="runs/proxy-throughput")
     parser.add_argument("--json", dest="json_out", default=None)
     parser.add_argument("--combine", nargs="+", default=None, metavar="JSON",
@@ -181,7 +181,7 @@ def main() -> None:
             else:
                 per_gpu = int(args.trials_per_gpu)
             parallel = gpus * per_gpu
-        opt = cfg.model_copy(update={"compile": "off" if name == "optimized" else ("reduce-overhead" if gpus else "default")})
+        opt = cfg.model_copy(update={"compile": "off" if name == "optimized" else "default"})
         if tuning:  # tune() keeps a pinned --precision, so its choice is always the one to use
             opt = opt.model_copy(update={"precision": tuning["precision"], "channels_last": tuning["channels_last"]})
         rows, wall = run_optimized(archs, cache, opt, per_gpu, parallel, work / name)

@@ -175,9 +175,12 @@ class Architecture(BaseModel):
         return block.act or self.act
 
     def canonical(self) -> str:
-        """The architecture's identity as text: its JSON with sorted keys. Two architectures are
-        the same network exactly when these agree; stores and caches key on it (or on ``key``)."""
-        return json.dumps(self.to_dict(), sort_keys=True)
+        """The architecture's identity as text: its JSON with sorted keys, a block of 0 layers
+        written without its (inert) op, kernel, SE, skip and filters. Two architectures are the
+        same network exactly when these agree; stores and caches key on it (or on ``key``)."""
+        data = self.to_dict()
+        data["blocks"] = [b if b["layers"] else {"layers": 0, "stride": b["stride"]} for b in data["blocks"]]
+        return json.dumps(data, sort_keys=True)
 
     def key(self) -> str:
         """A short stable key of ``canonical`` (20 hex digits of its SHA-256), as stores record it."""

@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 WIDTH_MULT_MAX = 8.0
 WidthMult = Annotated[float, Field(gt=0, le=WIDTH_MULT_MAX, description="width multiplier (TF round_filters, divisor 8; head kept)")]
-Precision = Literal["auto", "fp32", "bf16"]
-CompileMode = Literal["off", "default", "reduce-overhead"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+CompileMode = Literal["off", "default"]
 
 
 def check_width_mult(value: float) -> float:
@@ -55,14 +55,17 @@ class Recipe(BaseModel):
     augmentation: Literal["crop", "resized_crop"] = Field(
         default="crop", description="crop: padded random crop + flip (CIFAR); resized_crop: random-resized crop + flip (ImageNet-style shards)")
     device: str = "auto"
-    precision: Precision = Field(default="auto", description="auto: bf16 autocast on CUDA, fp32 elsewhere; a search measures it on the GPU")
+    precision: Precision = Field(default="auto", description="auto: bf16 autocast on a GPU with native bf16, fp16 with loss scaling on older GPUs, fp32 on the CPU (mnas.accel)")
     channels_last: bool | None = Field(default=None, description="None: on (2.4-2.9x faster on the CPU); a search measures it on the GPU")
     data_on_device: bool | None = Field(default=None, description="hold the split on the GPU as uint8; default when it fits")
-    compile: CompileMode = Field(default="off", description="torch.compile the training step; reduce-overhead adds CUDA graphs")
+    compile: CompileMode = Field(default="off", description="torch.compile the training step (default mode)")
 
     @field_validator("compile", mode="before")
     @classmethod
     def _yaml_off(cls, value):
+        if value == "reduce-overhead":  # CUDA graphs: torch skips them for this step, or re-records them every epoch
+            raise ValueError("reduce-overhead (CUDA graphs) cannot capture a training step: BatchNorm updates its running "
+                             "statistics in place and an epoch's last batch is smaller; use compile: default")
         return "off" if value is False else value  # YAML reads a bare `off` as false
 
     def cuts(self) -> int:

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from mnas.accel import Execution, plan_for, resolve_device_name
 from mnas.arch import Architecture
 from mnas.data import DeviceSource, prepare_batch
 from mnas.files import atomic_path, write_atomic
@@ -27,9 +28,7 @@ from mnas.recipe import TrainConfig  # noqa: F401  (declared torch-free; trainer
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    return torch.device(resolve_device_name(name, torch.cuda.is_available()))
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float):
@@ -46,18 +45,21 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
     return 0.5 * peak * (1 + math.cos(math.pi * progress))
 
 
-def autocast_for(device: torch.device, bf16: bool):
-    """A factory of autocast contexts: bf16 mixed precision, or a no-op for fp32."""
-    return lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+def train_step(model: torch.nn.Module, optimizer, x: torch.Tensor, y: torch.Tensor, execution: Execution,
+               label_smoothing: float = 0.0, scaler=None) -> torch.Tensor:
+    """One optimiser step; returns the detached loss. search.trials.tuning times this same step.
 
-
-def train_step(model: torch.nn.Module, optimizer, x: torch.Tensor, y: torch.Tensor, autocast, label_smoothing: float = 0.0) -> torch.Tensor:
-    """One optimiser step; returns the detached loss. search.trials.tuning times this same step."""
-    with autocast():
+    ``scaler``: the training's ``execution.grad_scaler()`` (fp16 scales the loss; otherwise it passes through)."""
+    with execution.autocast():
         loss = F.cross_entropy(model(x).float(), y, label_smoothing=label_smoothing)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    if scaler is not None and scaler.is_enabled():
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
     return loss.detach()
 
 
@@ -72,8 +74,9 @@ def model_input(x: torch.Tensor, device: torch.device, resolution: int, train: b
 
 
 @torch.no_grad()
-def calibrate_bn(model: torch.nn.Module, source, cfg: TrainConfig, device: torch.device, channels_last: bool) -> None:
-    """Recompute BN running statistics as exact averages over a few training batches."""
+def calibrate_bn(model: torch.nn.Module, source, cfg: TrainConfig, execution: Execution) -> None:
+    """Recompute BN running statistics as exact averages over a few training batches, in the
+    precision evaluation runs in (the statistics of the activations it will normalise)."""
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if not bns or cfg.bn_calibration_images <= 0:
         return
@@ -84,7 +87,8 @@ def calibrate_bn(model: torch.nn.Module, source, cfg: TrainConfig, device: torch
     model.train()
     seen = 0
     for x, _ in source.batches(cfg.batch_size, shuffle=True, seed=cfg.seed + 7, resolution=cfg.resolution):
-        model(model_input(x, device, cfg.resolution, False, None, channels_last))
+        with execution.autocast():
+            model(model_input(x, execution.device, cfg.resolution, False, None, execution.channels_last))
         seen += len(x)
         if seen >= cfg.bn_calibration_images:
             break
@@ -93,13 +97,14 @@ def calibrate_bn(model: torch.nn.Module, source, cfg: TrainConfig, device: torch
 
 
 @torch.no_grad()
-def evaluate(model, source, cfg: TrainConfig, device: torch.device, channels_last: bool, autocast) -> dict:
+def evaluate(model, source, cfg: TrainConfig, execution: Execution) -> dict:
     model.eval()
+    device = execution.device
     correct, total, loss_sum = 0, 0, 0.0
     for x, y in source.batches(cfg.batch_size * 2, shuffle=False, seed=0, resolution=cfg.resolution):
         y = y.to(device)
-        with autocast():
-            logits = model(model_input(x, device, cfg.resolution, False, None, channels_last))
+        with execution.autocast():
+            logits = model(model_input(x, device, cfg.resolution, False, None, execution.channels_last))
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
         total += len(y)
@@ -132,23 +137,19 @@ def train_model(
     random state is restored after each), so the final accuracy is the same with or without.
     """
     cfg = cfg or TrainConfig()
-    device = resolve_device(cfg.device)
+    execution = plan_for(cfg)
+    device, channels_last = execution.device, execution.channels_last
     torch.manual_seed(cfg.seed)
-    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
-    # channels_last: 2.4-2.9x faster training on the CPU (oneDNN) as measured for A1 at 16-32 px
-    channels_last = cfg.channels_last if cfg.channels_last is not None else True
     model = build_model(arch, num_classes, cfg.width_mult, cfg.dropout, cfg.cuts())
     if init_weights is not None:
         model.load_state_dict(torch.load(init_weights, map_location="cpu", weights_only=True))
-    model = model.to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = execution.place(model)
     train_source, eval_source = place_data(train_source, device, cfg.data_on_device), place_data(eval_source, device, cfg.data_on_device)
     on_device = isinstance(train_source, DeviceSource)
     # training runs the compiled module; BN calibration and evaluation run the eager one
     step_model = step_module(model, cfg.compile)
 
-    autocast = autocast_for(device, use_bf16)
+    scaler = execution.grad_scaler()
     steps_per_epoch = math.ceil(len(train_source) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_fraction * total_steps)
@@ -169,11 +170,12 @@ def train_model(
                     group["lr"] = lr_at(step, total_steps, cfg.peak_lr(), warmup)
                 x = model_input(x, device, cfg.resolution, True, gen, channels_last, cfg.augmentation)
                 y = y.to(device, non_blocking=True)
-                loss = train_step(step_model, optimizer, x, y, autocast, cfg.label_smoothing)
+                loss = train_step(step_model, optimizer, x, y, execution, cfg.label_smoothing, scaler)
                 loss_sum += loss * len(y)
                 seen += len(y)
                 step += 1
                 if step == 1:
+                    execution.synchronize()  # the step's GPU work, not only its launch
                     first_step_s = time.perf_counter() - t0  # holds the compile time when compiling
                 if bar:
                     bar.update(task, advance=1, loss=loss.item(), ips=seen / (time.perf_counter() - t0))
@@ -185,12 +187,12 @@ def train_model(
             images += seen
             history.append({"epoch": epoch + 1, "train_loss": epoch_loss, "seconds": seconds})
             if on_epoch is not None and epoch + 1 < cfg.epochs:
-                history[-1].update(_evaluate_keeping_rng(model, train_source, eval_source, cfg, device, channels_last, autocast))
+                history[-1].update(_evaluate_keeping_rng(model, train_source, eval_source, cfg, execution))
                 on_epoch(dict(history[-1]))
 
     t_eval = time.perf_counter()
-    calibrate_bn(model, train_source, cfg, device, channels_last)
-    result = evaluate(model, eval_source, cfg, device, channels_last, autocast)
+    calibrate_bn(model, train_source, cfg, execution)
+    result = evaluate(model, eval_source, cfg, execution)
     history[-1].update(top1=result["top1"], loss=result["loss"])
     if on_epoch is not None:
         on_epoch(dict(history[-1]))
@@ -204,8 +206,8 @@ def train_model(
         "images_per_s": images / train_seconds if train_seconds else 0.0,
         "train_images": len(train_source),
         "epochs": cfg.epochs,
-        "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
-        "precision": "bf16" if use_bf16 else "fp32",
+        "device": execution.facts.name if execution.is_cuda else str(device),
+        "precision": execution.precision,
         "channels_last": channels_last,
         "data_on_device": on_device,
         "compile": cfg.compile,
@@ -220,15 +222,12 @@ def train_model(
     return metrics
 
 
-def _evaluate_keeping_rng(model, train_source, eval_source, cfg: TrainConfig, device, channels_last: bool, autocast) -> dict:
+def _evaluate_keeping_rng(model, train_source, eval_source, cfg: TrainConfig, execution: Execution) -> dict:
     """Mid-training evaluation (BN calibrated as at the end) that leaves the random state as it was."""
-    cpu_state = torch.random.get_rng_state()
-    cuda_state = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-    calibrate_bn(model, train_source, cfg, device, channels_last)
-    result = evaluate(model, eval_source, cfg, device, channels_last, autocast)
-    torch.random.set_rng_state(cpu_state)
-    if cuda_state is not None:
-        torch.cuda.set_rng_state(cuda_state, device)
+    state = execution.rng_state()
+    calibrate_bn(model, train_source, cfg, execution)
+    result = evaluate(model, eval_source, cfg, execution)
+    execution.set_rng_state(state)
     return {"top1": result["top1"], "loss": result["loss"]}
 
 

@@ -13,13 +13,14 @@ import typer
 
 from mnas.cli import add_model_commands
 from search.controllers.cli import controllers_app
+from search.doctor.cli import doctor_cmd
 from search.latency.cli import latency_app, predictor_app
 from search.results.cli import controllers_table_cmd, dashboard_cmd, estimate_cmd, export_cmd, report_cmd, status_cmd
 from search.stages.cli import search_cmd, stage2_cmd, tune_cmd
 
 SEARCH_COMMANDS = {
     "search": search_cmd, "stage2": stage2_cmd, "report": report_cmd, "status": status_cmd, "tune": tune_cmd,
-    "estimate": estimate_cmd, "export": export_cmd, "dashboard": dashboard_cmd,
+    "estimate": estimate_cmd, "export": export_cmd, "dashboard": dashboard_cmd, "doctor": doctor_cmd,
 }
 
 

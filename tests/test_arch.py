@@ -140,3 +140,15 @@ def test_an_architectures_key_is_its_canonical_json_hashed_and_the_same_for_the_
     assert again.canonical() == a.canonical() and again.key() == a.key()
     assert a.key() == hashlib.sha256(json.dumps(a.to_dict(), sort_keys=True).encode()).hexdigest()[:20]  # stores recorded before
     assert PRESETS["mobilenet-v2"].key() != a.key() and len(a.key()) == 20
+
+
+def test_a_block_of_zero_layers_is_the_same_network_whatever_its_inert_choices():
+    """The reproduction's multi-trial search handed over two 'distinct' top architectures that
+    differed only in the skip of an empty block, and stage 2 trained the same network twice."""
+    a = PRESETS["mnasnet-a1"].to_dict()
+    empty = {**a["blocks"][1], "layers": 0, "stride": 1}
+    one = Architecture.from_dict({**a, "blocks": [a["blocks"][0], {**empty, "skip": "identity"}, *a["blocks"][2:]]})
+    other = Architecture.from_dict({**a, "blocks": [a["blocks"][0], {**empty, "skip": "pool", "kernel": 5, "filters": 40}, *a["blocks"][2:]]})
+    assert one != other and one.key() == other.key() and one.to_timm() == other.to_timm()
+    widened = Architecture.from_dict({**a, "blocks": [a["blocks"][0], {**empty, "layers": 1}, *a["blocks"][2:]]})
+    assert widened.key() != one.key()

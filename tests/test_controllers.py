@@ -35,7 +35,7 @@ def best_after(kind, seed, k=K, **options):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_ppo_and_evolution_beat_random(seed):
     random_best = best_after("random", seed)
-    ppo_best = best_after("ppo", seed)  # the paper's defaults: lr 3.5e-4, clip 0.2, batch 10
+    ppo_best = best_after("ppo", seed)  # the shipped defaults (normalised advantages, lr 5e-3, elite replay)
     evolution_best = best_after("evolution", seed)
     assert ppo_best >= random_best + MARGIN, (ppo_best, random_best)
     assert evolution_best >= random_best + MARGIN, (evolution_best, random_best)
@@ -176,3 +176,32 @@ def test_a_new_controller_is_one_file_and_one_registration_and_a_search_runs_it(
     refused = subprocess.run([*mnas, "search", str(missing), "--out", str(tmp_path / "missing")], capture_output=True, text=True,
                              cwd=REPO, timeout=120)
     assert refused.returncode == 2 and "plugins: cannot import 'no_such_plugin'" in refused.stderr
+
+
+def test_the_shipped_ppo_and_the_paper_preset_differ_only_in_the_documented_options():
+    from search.controllers.registry import own_options, parse_controller_options
+
+    shipped, paper = make_controller("ppo", CARDS, 0), make_controller("ppo-paper", CARDS, 0)
+    assert (shipped.normalize, shipped.elite, shipped.elite_weight, shipped.optimizer.param_groups[0]["lr"]) == (True, 10, 0.3, 5e-3)
+    assert (paper.normalize, paper.elite, paper.elite_weight, paper.optimizer.param_groups[0]["lr"]) == (False, 0, 0.0, 3.5e-4)
+    assert parse_controller_options({"type": "ppo-paper"}).batch == parse_controller_options({"type": "ppo"}).batch == 10
+    # an experiment stored before these options resumes with the update it started with
+    assert own_options({"type": "ppo", "lr": 3.5e-4, "batch": 10})["normalize"] is False
+    assert parse_controller_options(own_options({"type": "ppo", "normalize": True})).elite == 10
+    with pytest.raises(Exception, match="lr"):
+        make_controller("ppo", CARDS, 0, lr=-1.0)
+
+
+def test_priority_queue_keeps_the_best_distinct_architectures_and_survives_a_restart():
+    c = make_controller("ppo", CARDS, 0, batch=5, elite=3)
+    told = []
+    for _ in range(10):
+        p = c.ask()
+        told.append((synthetic_reward(p.indices), p.indices))
+        c.tell(p, told[-1][0])
+    best = sorted(told, key=lambda t: -t[0])[:3]
+    assert [r for r, _ in c.elites] == pytest.approx([r for r, _ in best]) and [a for _, a in c.elites] == [a for _, a in best]
+    assert c.spread is not None and c.spread > 0
+    clone = make_controller("ppo", CARDS, 1, batch=5, elite=3)
+    clone.load_bytes(c.to_bytes())
+    assert clone.elites == c.elites and clone.spread == c.spread and clone.ask().indices == c.ask().indices

@@ -121,6 +121,25 @@ def test_supernet_training_resumes_after_a_stop_with_the_same_state(tmp_path):
     assert (tmp_path / "resumed" / CHECKPOINT).is_file()
 
 
+def test_a_supernet_saved_on_a_gpu_resumes_on_the_cpu_and_says_what_differs(tmp_path):
+    """The checkpoint loads on the CPU whatever saved it; a GPU's random states (a CUDA RNG state, a
+    CUDA generator's 16-byte Philox state) cannot apply here: the resume names them and goes on."""
+    from search.oneshot.training import CHECKPOINT, read_checkpoint, train_supernet
+
+    config = parse_config(oneshot_config(tmp_path, batch_size=128, epochs=2))
+    train_supernet(config, tmp_path / "sn", stop_after_epochs=1)
+    ckpt = read_checkpoint(tmp_path / "sn")
+    assert set(ckpt["rng"]) == {"cpu"} and ckpt["generator_device"] == "cpu" and ckpt["rng"]["cpu"].device.type == "cpu"
+    ckpt["rng"]["cuda"] = torch.zeros(16, dtype=torch.uint8)
+    ckpt["generator"], ckpt["generator_device"] = torch.zeros(16, dtype=torch.uint8), "cuda"
+    torch.save(ckpt, tmp_path / "sn" / CHECKPOINT)
+    lines = []
+    done = train_supernet(config, tmp_path / "sn", log=lines.append)
+    assert done["finished"] and done["epochs_done"] == 2
+    said = next(line for line in lines if "not the exact run" in line)
+    assert "the GPU's random state (the checkpoint was saved on a GPU)" in said and "saved for a cuda generator" in said
+
+
 def test_oneshot_search_evaluates_through_the_supernet_and_reports(tmp_path):
     cfg = write_config(tmp_path / "oneshot.yaml", oneshot_config(tmp_path))
     out = tmp_path / "exp"

@@ -58,6 +58,8 @@ def test_cli_compares_controllers_on_the_table():
         assert s["proposals"] == 120 and s["best_at"]["100"] > 0 and s["best_at"]["300"] is None
     assert [(b["kind"], b["percentile"]) for b in r["budgets"]] == [(k, p) for p in (25, 50, 75) for k in ("random", "evolution")]
     assert all(sorted(b["best_under"]) == ["100", "50"] and len(b["best_under"]["50"]) == 2 for b in r["budgets"])
+    assert [p["kind"] for p in r["pareto"]] == ["random", "evolution"] and r["pareto_reward"]["mode"] == "pareto"
+    assert all(sorted(p["hypervolume"]) == ["100", "50"] and all(v > 0 for v in p["hypervolume"]["100"]) for p in r["pareto"])
     assert set(r["models"]) == {"accuracy", "latency"} and r["noise_std"] == 0.0  # the shipped table has no repeated trainings
     bad = run_cli("controllers", "compare", "-c", "bayes", check=False)
     assert bad.returncode == 2 and "unknown controller(s) ['bayes']" in bad.stderr
@@ -100,3 +102,19 @@ def test_hard_budgets_at_three_percentiles_score_every_controller_against_random
         assert sorted(r.best_under) == [50] and len(r.best_under[50]) == 2 and 0 < r.mean(50) < 1
     text = format_budgets(rows)
     assert "p25" in text and "(+" in text or "(-" in text
+
+
+def test_pareto_mode_scores_what_each_controller_proposed_by_its_hypervolume():
+    from search.controllers.budgets import format_pareto, pareto_comparison
+    from search.controllers.surrogate import Surrogate, load_table
+    from search.pareto import as_minimization, hypervolume
+
+    table = load_table("cifar10-16px")
+    lat = np.array([r.latency_ms for r in table.rows])
+    reward, rows = pareto_comparison(table, ["evolution"], 50, [0, 1], Surrogate(table))
+    assert reward.pareto and reward.target_range() == pytest.approx((np.percentile(lat, 10), np.percentile(lat, 90)))
+    assert [r.kind for r in rows] == ["random", "evolution"] and all(len(r.hypervolume[50]) == 2 for r in rows)
+    # the whole table's own front bounds what any 50 proposals can cover
+    table_hv = hypervolume(as_minimization([r.accuracy for r in table.rows], lat), reward.reference_point())
+    assert all(0 < v < table_hv * 1.2 for r in rows for v in r.hypervolume[50])
+    assert "Pareto mode (targets drawn in" in format_pareto(reward.model_dump(), rows)

@@ -7,8 +7,13 @@ from search.controllers.registry import controller_kind, controller_names, regis
 
 
 def make_controller(kind: str, cardinalities: list[int], seed: int = 0, tokens=None, **options) -> Controller:
-    """A controller of a registered ``kind``; ``tokens`` (the space's) for those that need names and choices."""
-    return controller_kind(kind).factory(cardinalities, seed, tokens=tokens, **options)
+    """A controller of a registered ``kind``; ``tokens`` (the space's) for those that need names and choices.
+
+    ``options`` are checked by the kind's options model, whose defaults fill the rest: a
+    controller built here is the one a config with the same ``controller:`` block builds."""
+    registered = controller_kind(kind)
+    checked = registered.options.model_validate({**options, "type": kind})
+    return registered.factory(cardinalities, seed, tokens=tokens, **checked.kwargs())
 
 
 __all__ = ["Controller", "Proposal", "controller_names", "make_controller", "register_controller"]

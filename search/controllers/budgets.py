@@ -39,6 +39,16 @@ class BudgetRow:
         return float(np.nanstd(values, ddof=1)) if values and np.sum(~np.isnan(values)) > 1 else None
 
 
+def runs_over_seeds(kind: str, surrogate: Surrogate, reward: Reward, proposals: int, seeds: list[int], on_run=None) -> list:
+    """One controller's runs against the surrogate, one per seed (``on_run`` hears each)."""
+    runs = []
+    for seed in seeds:
+        runs.append(run_controller(kind, surrogate, reward, proposals, seed))
+        if on_run:
+            on_run(kind, seed, proposals)
+    return runs
+
+
 def budget_comparison(table: TrialTable, controllers: list[str], proposals: int, seeds: list[int],
                       surrogate: Surrogate | None = None, percentiles=PERCENTILES, on_run=None) -> list[BudgetRow]:
     surrogate = surrogate or Surrogate(table)
@@ -49,11 +59,7 @@ def budget_comparison(table: TrialTable, controllers: list[str], proposals: int,
         reward = Reward(target_ms=budget, mode="hard")
         for kind in dict.fromkeys(["random", *controllers]):
             started = time.perf_counter()
-            runs = []
-            for seed in seeds:
-                runs.append(run_controller(kind, surrogate, reward, proposals, seed))
-                if on_run:
-                    on_run(kind, seed, proposals)
+            runs = runs_over_seeds(kind, surrogate, reward, proposals, seeds, on_run)
             best = {n: [r.best_under(budget, n) for r in runs] for n in CHECKPOINTS if n <= proposals}
             rows.append(BudgetRow(kind, pct, budget, best, time.perf_counter() - started))
     return rows
@@ -76,4 +82,61 @@ def format_budgets(rows: list[BudgetRow]) -> str:
                 cells.append("-" if m is None else f"{m:.4f}+-{(s or 0):.3f}{margin}")
             lines.append(f"{'p' + str(pct) + f' {r.budget_ms:.3f} ms':<18} {r.kind:<10} " + " ".join(f"{c:>17}" for c in cells)
                          + f" {r.seconds:>8.0f}")
+    return "\n".join(lines)
+
+
+@dataclass
+class ParetoRow:
+    kind: str
+    hypervolume: dict[int, list[float]]  # proposals -> hypervolume of the true (top-1, latency) points per seed
+    seconds: float
+
+    def mean(self, n: int) -> float | None:
+        values = self.hypervolume.get(n)
+        return float(np.mean(values)) if values else None
+
+    def std(self, n: int) -> float | None:
+        values = self.hypervolume.get(n)
+        return float(np.std(values, ddof=1)) if values and len(values) > 1 else None
+
+
+def pareto_reward(table: TrialTable) -> Reward:
+    """Pareto mode over the table's own range: targets from its 10th to 90th latency percentile."""
+    latencies = np.array([r.latency_ms for r in table.rows])
+    return Reward(mode="pareto", target_ms=float(np.percentile(latencies, 90)), min_target_ms=float(np.percentile(latencies, 10)))
+
+
+def pareto_comparison(table: TrialTable, controllers: list[str], proposals: int, seeds: list[int],
+                      surrogate: Surrogate | None = None, on_run=None) -> tuple[Reward, list[ParetoRow]]:
+    """Every controller in Pareto mode (a target drawn per proposal; Ax models both objectives),
+    scored by the hypervolume of the true top-1 and latency of what it proposed, with the
+    reward's reference point (top-1 0, the range's slow end)."""
+    from search.pareto import as_minimization, hypervolume
+
+    surrogate = surrogate or Surrogate(table)
+    reward = pareto_reward(table)
+    rows = []
+    for kind in dict.fromkeys(["random", *controllers]):
+        started = time.perf_counter()
+        runs = runs_over_seeds(kind, surrogate, reward, proposals, seeds, on_run)
+        volumes = {n: [hypervolume(as_minimization(r.accuracy[:n], r.latency_ms[:n]), reward.reference_point()) for r in runs]
+                   for n in CHECKPOINTS if n <= proposals}
+        rows.append(ParetoRow(kind, volumes, time.perf_counter() - started))
+    return reward, rows
+
+
+def format_pareto(reward: Reward | dict, rows: list[ParetoRow]) -> str:
+    checkpoints = sorted({n for r in rows for n in r.hypervolume})
+    low, high = (reward if isinstance(reward, Reward) else Reward.model_validate(reward)).target_range()
+    base = next(r for r in rows if r.kind == "random")
+    lines = [f"Pareto mode (targets drawn in {low:.3f}-{high:.3f} ms): hypervolume of the true top-1 x ms of the proposals, "
+             "mean +- std over seeds; (+x%) = above random",
+             f"{'controller':<10} " + " ".join(f"{'@' + str(n):>19}" for n in checkpoints) + f" {'seconds':>8}"]
+    for r in rows:
+        cells = []
+        for n in checkpoints:
+            m, s, b = r.mean(n), r.std(n), base.mean(n)
+            margin = f" ({100 * (m / b - 1):+.1f}%)" if m is not None and b and r.kind != "random" else ""
+            cells.append("-" if m is None else f"{m:.4f}+-{(s or 0):.4f}{margin}")
+        lines.append(f"{r.kind:<10} " + " ".join(f"{c:>19}" for c in cells) + f" {r.seconds:>8.0f}")
     return "\n".join(lines)

@@ -26,6 +26,12 @@ class ControllerOptions(BaseModel):
         """The factory's keyword arguments (by default every field but ``type``)."""
         return self.model_dump(exclude={"type"})
 
+    @classmethod
+    def stored_defaults(cls, stored: dict) -> dict:
+        """Values for options a stored config predates, so an old experiment resumes with the
+        behaviour it started with rather than today's defaults (none by default)."""
+        return {}
+
 
 @dataclass(frozen=True)
 class ControllerKind:
@@ -70,7 +76,9 @@ def parse_controller_options(data) -> ControllerOptions:
 
 
 def own_options(data: dict) -> dict:
-    """Of a ``controller:`` block recorded before options were per kind (every kind's fields in
-    one block), the fields of its own kind: what an old experiment's stored config resumes with."""
+    """Of a stored ``controller:`` block, what the experiment resumes with: its own kind's fields
+    (blocks recorded before options were per kind held every kind's), plus the values of options
+    added since, as they behaved when it started."""
     kind = controller_kind(data.get("type", "ppo"))
-    return {k: v for k, v in data.items() if k in kind.options.model_fields}
+    own = {k: v for k, v in data.items() if k in kind.options.model_fields}
+    return {**kind.options.stored_defaults(own), **own}

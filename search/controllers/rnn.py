@@ -62,6 +62,9 @@ class PolicyGradientController(Controller):
         clip: float = 0.2,
         entropy_weight: float = 1e-5,
         baseline_decay: float = 0.95,
+        normalize: bool = False,
+        elite: int = 0,
+        elite_weight: float = 0.0,
     ):
         super().__init__(cardinalities, seed)
         if algorithm not in ("ppo", "reinforce"):
@@ -73,7 +76,10 @@ class PolicyGradientController(Controller):
         self.generator = torch.Generator().manual_seed(seed)
         self.batch_size, self.epochs, self.clip = batch, epochs, clip
         self.entropy_weight, self.baseline_decay = entropy_weight, baseline_decay
+        self.normalize, self.elite, self.elite_weight = normalize, elite, elite_weight
         self.baseline: float | None = None
+        self.spread: float | None = None  # moving std of rewards: the advantages' unit when normalize
+        self.elites: list[tuple[float, list[int]]] = []  # the best distinct proposals so far, best first
         self.buffer: list[tuple[list[int], float, float]] = []
 
     @torch.no_grad()
@@ -93,10 +99,16 @@ class PolicyGradientController(Controller):
         old_logp = torch.tensor([b[1] for b in self.buffer])
         rewards = torch.tensor([b[2] for b in self.buffer])
         if self.baseline is None:
-            self.baseline = float(rewards.mean())
+            self.baseline, self.spread = float(rewards.mean()), float(rewards.std()) if len(rewards) > 1 else 0.0
         advantages = rewards - self.baseline
-        for r in rewards.tolist():  # moving-average baseline over finished trials
-            self.baseline = self.baseline_decay * self.baseline + (1 - self.baseline_decay) * r
+        if self.normalize:
+            advantages = advantages / max(self.spread, 1e-8)
+        d = self.baseline_decay
+        for r in rewards.tolist():  # moving-average baseline (and spread) over finished trials
+            self.spread = (d * self.spread**2 + (1 - d) * (r - self.baseline) ** 2) ** 0.5
+            self.baseline = d * self.baseline + (1 - d) * r
+        self._remember_elites()
+        elites = torch.tensor([e[1] for e in self.elites]) if self.elite and self.elite_weight else None
         for _ in range(self.epochs if self.name == "ppo" else 1):
             _, logp, entropy = self.policy(actions)
             if self.name == "ppo":
@@ -105,11 +117,22 @@ class PolicyGradientController(Controller):
             else:
                 objective = logp * advantages
             loss = -(objective.mean() + self.entropy_weight * entropy.mean())
+            if elites is not None:  # priority-queue training: also raise the likelihood of the best seen
+                loss = loss - self.elite_weight * self.policy(elites)[1].mean()
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
         self.buffer.clear()
         self.updates += 1
+
+    def _remember_elites(self) -> None:
+        if not self.elite:
+            return
+        best = {tuple(a): r for r, a in self.elites}
+        for actions, _, reward in self.buffer:
+            best[tuple(actions)] = max(reward, best.get(tuple(actions), reward))
+        ranked = sorted(best.items(), key=lambda kv: -kv[1])[: self.elite]
+        self.elites = [(r, list(a)) for a, r in ranked]
 
     def state_dict(self) -> dict:
         return {
@@ -117,6 +140,8 @@ class PolicyGradientController(Controller):
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "baseline": self.baseline,
+            "spread": self.spread,
+            "elites": list(self.elites),
             "buffer": list(self.buffer),
             "updates": self.updates,
         }
@@ -126,5 +151,7 @@ class PolicyGradientController(Controller):
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.baseline = state["baseline"]
+        self.spread = state.get("spread")
+        self.elites = [(r, list(a)) for r, a in state.get("elites", [])]
         self.buffer = [tuple(b) for b in state["buffer"]]
         self.updates = state["updates"]

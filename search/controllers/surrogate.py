@@ -180,11 +180,10 @@ def run_controller(kind: str, surrogate: Surrogate, reward: Reward, proposals: i
     """``proposals`` asks and tells of controller ``kind`` with the surrogate's figures."""
     import torch
 
-    from search.controllers import make_controller
+    from search.controllers.targets import controller_for
 
     torch.set_num_threads(1)
-    space = surrogate.space
-    controller = make_controller(kind, space.cardinalities, seed, tokens=space.tokens, **options)
+    controller = controller_for(kind, surrogate.space, seed, reward, **options)
     noise = np.random.default_rng(1_000_003 + seed)  # the same trainings' noise for every controller of a seed
     rewards, accs, lats, seen = [], [], [], []
     for _ in range(proposals):
@@ -222,6 +221,8 @@ class Comparison:
     models: dict = field(default_factory=dict)  # the surrogate's model per target, chosen by held-out tau
     noise_std: float = 0.0
     budgets: list = field(default_factory=list)  # search.controllers.budgets.BudgetRow per controller and budget (filled by its caller)
+    pareto: list = field(default_factory=list)  # search.controllers.budgets.ParetoRow per controller (filled by its caller)
+    pareto_reward: dict | None = None  # the Pareto-mode reward those rows were searched with (Reward.model_dump())
 
 
 def compare(table: TrialTable, controllers: list[str], proposals: int, seeds: list[int], ax_proposals: int | None = None,

@@ -45,3 +45,16 @@ class RandomTargets(Controller):
     def load_state_dict(self, state) -> None:
         self.inner.load_state_dict(state["inner"])
         self.rng.bit_generator.state = state["rng"]
+
+
+def controller_for(kind: str, space, seed: int, reward: Reward, **options) -> Controller:
+    """The controller a search runs for ``reward``: in Pareto mode Ax models the objectives
+    themselves, every other kind is given a latency target drawn per proposal."""
+    from search.controllers import make_controller
+
+    if reward.pareto and kind == "ax":
+        from search.controllers.bayes import pareto_objectives
+
+        options = {**options, "objectives": pareto_objectives(reward)}
+    controller = make_controller(kind, space.cardinalities, seed, tokens=space.tokens, **options)
+    return RandomTargets(controller, reward, seed) if reward.pareto and kind != "ax" else controller

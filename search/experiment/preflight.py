@@ -159,26 +159,27 @@ def probe_worker(request: dict) -> dict:
     import torch
 
     from devices.worker import memory_kb
+    from mnas.accel import plan_for
     from mnas.model import build_model
     from mnas.recipe import TrainConfig
-    from mnas.train import autocast_for, model_input, resolve_device, train_step
+    from mnas.train import model_input, train_step
 
     cfg = TrainConfig(**request["train"])
-    device = resolve_device(cfg.device)
     try:
-        model = build_model(Architecture.from_dict(request["architecture"]), request["num_classes"], cfg.width_mult, cfg.dropout, cfg.cuts())
-        channels_last = cfg.channels_last if cfg.channels_last is not None else True
-        model = model.to(device).to(memory_format=torch.channels_last) if channels_last else model.to(device)
-        bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+        execution = plan_for(cfg)
+        device = execution.device
+        model = execution.place(build_model(Architecture.from_dict(request["architecture"]), request["num_classes"], cfg.width_mult,
+                                            cfg.dropout, cfg.cuts()))
+        scaler = execution.grad_scaler()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         x = torch.randint(0, 256, (cfg.batch_size, cfg.resolution, cfg.resolution, 3), dtype=torch.uint8)
         y = torch.randint(0, request["num_classes"], (cfg.batch_size,), device=device)
         times = []
         for _ in range(request["steps"]):
             t0 = time.perf_counter()
-            train_step(model, optimizer, model_input(x, device, cfg.resolution, True, None, channels_last), y, autocast_for(device, bf16))
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            train_step(model, optimizer, model_input(x, device, cfg.resolution, True, None, execution.channels_last), y, execution,
+                       scaler=scaler)
+            execution.synchronize()
             times.append(time.perf_counter() - t0)
         steady = sorted(times[2:] or times)
         peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else memory_kb("VmHWM") / 1024

@@ -29,9 +29,8 @@ class SupernetEvaluator:
     """Loads a finished supernet once; ``evaluate(arch)`` gives that path's top-1."""
 
     def __init__(self, config: SearchConfig, directory: Path):
-        import torch
-
-        from mnas.train import autocast_for, place_data, resolve_device
+        from mnas.accel import plan_for
+        from mnas.train import place_data
         from search.trials.data import load_trial_data
         from search.trials.spec import TrialData
 
@@ -52,15 +51,11 @@ class SupernetEvaluator:
         recipe = proxy.train_config(config.seed)
         self.cfg = recipe.model_copy(update={"bn_calibration_images": config.supernet.bn_images,
                                              "batch_size": max(recipe.batch_size, EVAL_BATCH)})
-        self.device = resolve_device(self.cfg.device)
-        self.channels_last = self.cfg.channels_last if self.cfg.channels_last is not None else True
-        bf16 = self.cfg.precision == "bf16" or (self.cfg.precision == "auto" and self.device.type == "cuda")
-        self.autocast = autocast_for(self.device, bf16)
+        self.execution = plan_for(self.cfg)
+        self.device = self.execution.device
         self.net = build_supernet(ckpt["setup"])
         self.net.load_state_dict(ckpt["model"])
-        self.net.to(self.device)
-        if self.channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
+        self.net = self.execution.place(self.net)
         limit = config.supernet.eval_images
         if limit is not None and limit < len(val):
             import numpy as np
@@ -75,8 +70,8 @@ class SupernetEvaluator:
 
         t0 = time.perf_counter()
         path = self.net.path(arch)
-        calibrate_bn(path, self.train, self.cfg, self.device, self.channels_last)
-        result = evaluate(path, self.val, self.cfg, self.device, self.channels_last, self.autocast)
+        calibrate_bn(path, self.train, self.cfg, self.execution)
+        result = evaluate(path, self.val, self.cfg, self.execution)
         return {**result, "seconds": time.perf_counter() - t0}
 
     def extract(self, arch: Architecture):
@@ -84,7 +79,7 @@ class SupernetEvaluator:
         from mnas.train import calibrate_bn
 
         path = self.net.path(arch)
-        calibrate_bn(path, self.train, self.cfg, self.device, self.channels_last)
+        calibrate_bn(path, self.train, self.cfg, self.execution)
         return self.net.extract(arch).cpu().eval()
 
 

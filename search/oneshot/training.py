@@ -58,14 +58,15 @@ def supernet_dir(config: SearchConfig, experiment: Path | None) -> Path:
     return Path(experiment) / "supernet"
 
 
-def read_checkpoint(directory: Path, map_location="cpu") -> dict | None:
+def read_checkpoint(directory: Path) -> dict | None:
+    """The checkpoint, on the CPU whatever device saved it (random states must be CPU tensors)."""
     import torch
 
     path = Path(directory) / CHECKPOINT
     if not path.is_file():
         return None
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # a truncated or foreign file
         raise MnasError(f"{path} is not a readable supernet checkpoint ({exc.__class__.__name__}: {exc}); delete it to train again") from None
 
@@ -104,9 +105,10 @@ def train_supernet(config: SearchConfig, directory: Path, log=None, epochs: int 
     import torch
     import torch.nn.functional as F
 
+    from mnas.accel import plan_for
     from mnas.data import DeviceSource
     from mnas.layers import extreme_architecture
-    from mnas.train import _param_groups, autocast_for, lr_at, model_input, place_data, resolve_device
+    from mnas.train import _param_groups, lr_at, model_input, place_data
     from search.trials.data import load_trial_data
     from search.trials.spec import TrialData
 
@@ -121,14 +123,11 @@ def train_supernet(config: SearchConfig, directory: Path, log=None, epochs: int 
         sn = config.supernet
     setup = SupernetSetup.of(config, num_classes).to_dict()
     cfg = proxy.train_config(config.seed)
-    device = resolve_device(cfg.device)
+    execution = plan_for(cfg)
+    device, channels_last = execution.device, execution.channels_last
     torch.manual_seed(cfg.seed)
-    net = build_supernet(setup).to(device)
-    channels_last = cfg.channels_last if cfg.channels_last is not None else True
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
-    autocast = autocast_for(device, bf16)
+    net = execution.place(build_supernet(setup))
+    scaler = execution.grad_scaler()
     train_source = place_data(train_source, device, cfg.data_on_device)
     on_device = isinstance(train_source, DeviceSource)
     optimizer = torch.optim.SGD(_param_groups(net, cfg.weight_decay), lr=cfg.peak_lr(), momentum=cfg.momentum, nesterov=True)
@@ -141,20 +140,23 @@ def train_supernet(config: SearchConfig, directory: Path, log=None, epochs: int 
     largest = extreme_architecture(space, cfg.resolution, largest=True)
     smallest = extreme_architecture(space, cfg.resolution, largest=False)
     start_epoch, history = 0, []
-    ckpt = read_checkpoint(directory, map_location=device)
+    ckpt = read_checkpoint(directory)  # on the CPU: random states must stay CPU tensors; weights move on load
     if ckpt is not None:
         theirs = dict(ckpt["setup"])
         theirs["supernet"] = {**theirs["supernet"], "epochs": setup["supernet"]["epochs"]}  # more epochs may be asked for
         if theirs != setup:
             raise MnasError(f"{directory} holds a supernet trained with another space, recipe or data; use another directory")
         net.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        gen.set_state(ckpt["generator"].to(gen.device) if on_device else ckpt["generator"])
-        torch.random.set_rng_state(ckpt["rng"])
+        optimizer.load_state_dict(ckpt["optimizer"])  # casts its state to the parameters' device
         start_epoch, history = ckpt["epoch"], ckpt["history"]
         if start_epoch >= sn.epochs:
             return _summary(directory, config, setup, history, sn.epochs, finished=True)
+        lost = restore_random_state(ckpt, execution, gen)
+        if ckpt.get("scaler") and scaler.is_enabled():
+            scaler.load_state_dict(ckpt["scaler"])
         log(f"supernet: resuming after epoch {start_epoch}/{sn.epochs}")
+        if lost:
+            log(f"supernet: {'; '.join(lost)}: the resumed run goes on but is not the exact run it continues")
 
     started = time.perf_counter()
     step = start_epoch * steps_per_epoch
@@ -172,7 +174,7 @@ def train_supernet(config: SearchConfig, directory: Path, log=None, epochs: int 
             optimizer.zero_grad(set_to_none=True)
             teacher = None
             for k, arch in enumerate(paths):
-                with autocast():
+                with execution.autocast():
                     logits = net(x, arch).float()
                 if teacher is not None:
                     loss = F.kl_div(F.log_softmax(logits, 1), teacher, reduction="batchmean")
@@ -180,14 +182,16 @@ def train_supernet(config: SearchConfig, directory: Path, log=None, epochs: int 
                     loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
                     if sn.distill and sn.sandwich and k == 0:
                         teacher = F.softmax(logits.detach(), 1)
-                loss.backward()
+                scaler.scale(loss).backward()  # fp16 scales the loss; bf16 and fp32 pass it through
                 if k == 0:
                     loss_sum += loss.item() * len(y)
             # the paths' gradients add up on the shared weights; clipping their norm keeps the
             # first steps stable on spaces with deep paths without shortcuts (mnasnet: loss 4.05
             # in epoch 1 without it, digits, 16 px)
+            scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(net.parameters(), sn.clip_grad_norm)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             seen += len(y)
             step += 1
         epoch_loss = loss_sum / max(1, seen)
@@ -195,7 +199,7 @@ def train_supernet(config: SearchConfig, directory: Path, log=None, epochs: int 
             raise MnasError(f"supernet training diverged (loss {epoch_loss}) in epoch {epoch + 1}; lower proxy.lr")
         seconds = time.perf_counter() - t0
         history.append({"epoch": epoch + 1, "train_loss": epoch_loss, "seconds": seconds, "images_per_s": seen * len(paths) / seconds})
-        _save(directory, net, optimizer, gen, epoch + 1, history, setup)
+        _save(directory, net, optimizer, gen, epoch + 1, history, setup, execution, scaler)
         done = epoch + 1 - start_epoch
         eta = (time.perf_counter() - started) / done * (sn.epochs - epoch - 1)
         log(f"supernet epoch {epoch + 1}/{sn.epochs}: loss {epoch_loss:.3f} ({'first path' if not sn.sandwich else 'largest path'}), "
@@ -205,12 +209,28 @@ def train_supernet(config: SearchConfig, directory: Path, log=None, epochs: int 
     return _summary(directory, config, setup, history, sn.epochs, finished=True)
 
 
-def _save(directory: Path, net, optimizer, gen, epoch: int, history: list, setup: dict) -> None:
+def restore_random_state(ckpt: dict, execution, gen) -> list[str]:
+    """Put back the global random states and the augmentation generator's, from CPU tensors.
+
+    A checkpoint saved on another kind of device (a GPU run resumed on the CPU, or the reverse)
+    restores what applies; the rest is returned, named, so the resume can say so."""
+    rng = ckpt["rng"] if isinstance(ckpt["rng"], dict) else {"cpu": ckpt["rng"]}  # older checkpoints: the CPU state alone
+    lost = execution.set_rng_state(rng)
+    try:
+        gen.set_state(ckpt["generator"].cpu())
+    except RuntimeError:  # a CUDA generator's state does not fit a CPU generator, nor the reverse
+        lost.append(f"the augmentation generator's state (saved for a {ckpt.get('generator_device', 'different')} generator, "
+                    f"this run's is on the {gen.device.type})")
+    return lost
+
+
+def _save(directory: Path, net, optimizer, gen, epoch: int, history: list, setup: dict, execution, scaler) -> None:
     """Write the checkpoint beside, then rename it over the old one (a kill leaves one whole file)."""
     import torch
 
     state = {"model": {k: v.detach().cpu() for k, v in net.state_dict().items()}, "optimizer": optimizer.state_dict(),
-             "generator": gen.get_state().cpu(), "rng": torch.random.get_rng_state(), "epoch": epoch, "history": history, "setup": setup}
+             "generator": gen.get_state().cpu(), "generator_device": gen.device.type, "rng": execution.rng_state(),
+             "scaler": scaler.state_dict() if scaler.is_enabled() else None, "epoch": epoch, "history": history, "setup": setup}
     with atomic_path(directory / CHECKPOINT) as tmp:
         torch.save(state, tmp)
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from mnas.errors import MnasError
 from mnas.space import SearchSpace
 from search.config import SearchConfig
-from search.controllers import Controller, Proposal, make_controller
-from search.controllers.targets import RandomTargets
+from search.controllers import Controller, Proposal
+from search.controllers.targets import controller_for
 from search.experiment import queries
 from search.experiment.directory import prepare_trials
 from search.experiment.preflight import search_start_checks
@@ -193,15 +193,7 @@ def new_controller(config: SearchConfig, space: SearchSpace) -> Controller:
     import torch
 
     torch.set_num_threads(1)  # the controller is tiny; leave the cores to the trials
-    options, reward = config.controller.kwargs(), config.reward
-    if reward.pareto and config.controller.type == "ax":
-        from search.controllers.bayes import pareto_objectives
-
-        options["objectives"] = pareto_objectives(reward)
-    controller = make_controller(config.controller.type, space.cardinalities, config.seed, tokens=space.tokens, **options)
-    if reward.pareto and config.controller.type != "ax":
-        controller = RandomTargets(controller, reward, config.seed)
-    return controller
+    return controller_for(config.controller.type, space, config.seed, config.reward, **config.controller.kwargs())
 
 
 @dataclass

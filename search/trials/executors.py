@@ -2,8 +2,10 @@
 
 ``local``: each trial is a fresh process, forked from a server that has imported torch
 once (``search.trials.process``), so a crash, a CUDA OOM or a leak ends with its trial.
-Slots = GPUs x trials_per_gpu, each slot pinned to its GPU with CUDA_VISIBLE_DEVICES;
-without a GPU, ``max_parallel`` CPU slots that split the cores between them.
+Slots = GPUs x trials_per_gpu, dealt round-robin over the GPUs (a ``max_parallel`` below that
+still uses every GPU), each pinned to its GPU with CUDA_VISIBLE_DEVICES; without a GPU,
+``max_parallel`` CPU slots. Either way the slots split the CPU cores between them (a trial
+packed on a GPU still runs its data preparation and launches on CPU threads).
 ``ray``: the same trial function as Ray tasks with ``num_gpus = 1 / trials_per_gpu`` on an
 existing cluster (``ray_address``) or a local Ray.
 
@@ -33,15 +35,35 @@ def gpu_count() -> int:
         return 0
 
 
+def split_threads(cores: int, parallel: int, cap: str = "") -> int:
+    """CPU threads for each of ``parallel`` trials: ``cores`` split between them, never more than
+    ``cap`` (OMP_NUM_THREADS) when set: more threads than cores makes torch's OpenMP spin-wait,
+    which slowed 1-epoch trials ~10x when two searches shared two cores."""
+    threads = max(1, cores // max(1, parallel))
+    return min(threads, int(cap)) if cap.isdigit() and int(cap) > 0 else threads
+
+
 def threads_per_trial(parallel: int) -> int:
-    """CPU threads for each of ``parallel`` trials: the usable cores split between them, never
-    more than OMP_NUM_THREADS when that is set (more threads than cores makes torch's OpenMP
-    spin-wait, which slowed 1-epoch trials ~10x when two searches shared two cores)."""
+    """``split_threads`` over this process's usable cores and its OMP_NUM_THREADS."""
     from devices.local import available_cpus
 
-    threads = max(1, len(available_cpus()) // max(1, parallel))
-    cap = os.environ.get("OMP_NUM_THREADS", "")
-    return min(threads, int(cap)) if cap.isdigit() and int(cap) > 0 else threads
+    return split_threads(len(available_cpus()), parallel, os.environ.get("OMP_NUM_THREADS", ""))
+
+
+def trial_slots(gpus: int, trials_per_gpu: int, max_parallel: int, cores: int, host: str, cap: str = "") -> list[dict]:
+    """The local executor's slots: name (slot@host, recorded with each trial), environment, threads.
+
+    GPU slots go round-robin (gpu0.0, gpu1.0, ..., gpu0.1, ...), so cutting the list at
+    ``max_parallel`` spreads the trials over every GPU rather than filling the first ones."""
+    if gpus:
+        count = max(1, min(gpus * trials_per_gpu, max_parallel))
+        threads = split_threads(cores, count, cap)
+        order = [(g, k) for k in range(trials_per_gpu) for g in range(gpus)][:count]
+        return [{"name": f"gpu{g}.{k}@{host}", "env": {"CUDA_VISIBLE_DEVICES": str(g), "OMP_NUM_THREADS": str(threads)}, "threads": threads}
+                for g, k in order]
+    threads = split_threads(cores, max_parallel, cap)
+    return [{"name": f"cpu{k}@{host}", "env": {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(threads)}, "threads": threads}
+            for k in range(max_parallel)]
 
 
 @dataclass(frozen=True)
@@ -111,15 +133,10 @@ class LocalExecutor(Executor):
     def __init__(self, work_dir: Path, max_parallel: int, trials_per_gpu: int = 1, timeout_s: float = 3600, address: str | None = None):
         self.work_dir = Path(work_dir).resolve()  # trial processes run elsewhere (cwd: the package's root)
         self.timeout_s = timeout_s
-        gpus = gpu_count()
-        host = socket.gethostname()  # recorded with each trial: where it ran (slot@host)
-        if gpus:
-            slots = [{"name": f"gpu{g}.{k}@{host}", "env": {"CUDA_VISIBLE_DEVICES": str(g)}} for g in range(gpus) for k in range(trials_per_gpu)]
-            self.slots = slots[: max(1, min(len(slots), max_parallel))]
-        else:
-            threads = threads_per_trial(max_parallel)
-            self.slots = [{"name": f"cpu{k}@{host}", "env": {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(threads)}, "threads": threads}
-                          for k in range(max_parallel)]
+        from devices.local import available_cpus
+
+        self.slots = trial_slots(gpu_count(), trials_per_gpu, max_parallel, len(available_cpus()), socket.gethostname(),
+                                 os.environ.get("OMP_NUM_THREADS", ""))
         self.procs: dict[int, _Process] = {}
 
     @property
@@ -207,7 +224,7 @@ class RayExecutor(Executor):
         self.num_gpus = 1.0 / trials_per_gpu if gpus else 0
         self._capacity = max_parallel
         cpus = ray.cluster_resources().get("CPU", 1)
-        self.threads = max(1, int(cpus // max_parallel)) if not gpus else None
+        self.threads = split_threads(int(cpus), max_parallel)  # GPU tasks too: their data preparation runs on CPU threads
         self.timeout_s = timeout_s
         self.remote = ray.remote(_ray_trial)
         self.tasks: dict = {}  # ref -> (trial_id, deadline)

@@ -4,7 +4,7 @@ Small models at proxy resolution leave a big GPU idle, and which settings win de
 GPU, the resolution and the batch size, so ``auto`` settings are decided by measuring
 instead of by a table:
 
-1. one process tries fp32/bf16 x NCHW/channels_last on a reference architecture (MnasNet-A1
+1. one process tries fp32/mixed precision (bf16, or fp16 where bf16 is not native) x NCHW/channels_last on a reference architecture (MnasNet-A1
    at the proxy's resolution, width and batch) and keeps the fastest;
 2. then 1, 2, 4, 6, 8 processes train side by side, started together behind a file
    barrier; the count with the highest total images/s wins, unless the next step adds less
@@ -36,7 +36,7 @@ class Tuning(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    precision: Literal["fp32", "bf16"]
+    precision: Literal["fp32", "bf16", "fp16"]
     channels_last: bool
     trials_per_gpu: int
 
@@ -73,7 +73,8 @@ def slots_per_gpu(executor, tuning: Tuning | None) -> int:
     return tuning.trials_per_gpu if tuning else 1
 
 
-LAYOUTS = [("bf16", True), ("bf16", False), ("fp32", True), ("fp32", False)]
+# "auto": the GPU's mixed precision (bf16 where native, else fp16), resolved by the worker on the GPU itself
+LAYOUTS = [("auto", True), ("auto", False), ("fp32", True), ("fp32", False)]
 COUNTS = (1, 2, 4, 6, 8)
 
 
@@ -89,7 +90,7 @@ def tune(proxy: dict, device: str = "cuda", seconds: float = 6.0, max_per_gpu: i
     single = []
     for precision, channels_last in layouts:
         (r,) = run_together(1, {**_job(proxy, device, seconds), "precision": precision, "channels_last": channels_last})
-        single.append({"precision": precision, "channels_last": channels_last, "images_per_s": r["images_per_s"], "peak_mb": r["peak_mb"]})
+        single.append({"precision": r["precision"], "channels_last": channels_last, "images_per_s": r["images_per_s"], "peak_mb": r["peak_mb"]})
     best = max(single, key=lambda s: s["images_per_s"])
     total_mb, name = r["total_mb"], r["device_name"]  # from the worker: this process never touches the GPU
     packing = [{"trials": 1, "images_per_s": best["images_per_s"], "per_trial": best["images_per_s"], "peak_mb": best["peak_mb"]}]
@@ -161,31 +162,28 @@ def worker(job: dict) -> dict:
     import torch
 
     from devices.worker import memory_kb
+    from mnas.accel import plan_execution
     from mnas.model import build_model, small_input_cuts
     from mnas.presets import PRESETS
-    from mnas.train import autocast_for, model_input, train_step
+    from mnas.train import model_input, train_step
 
     if job.get("threads"):
         torch.set_num_threads(job["threads"])
-    device = torch.device(job["device"])
+    execution = plan_execution(job["device"], job["precision"], job["channels_last"])
+    device, scaler = execution.device, execution.grad_scaler()
     res, batch = job["resolution"], job["batch_size"]
     cuts = job["stride_cuts"] if job["stride_cuts"] is not None else small_input_cuts(res)
-    model = build_model(PRESETS["mnasnet-a1"], job["num_classes"], job["width_mult"], 0.2, cuts).to(device)
-    if job["channels_last"]:
-        model = model.to(memory_format=torch.channels_last)
+    model = execution.place(build_model(PRESETS["mnasnet-a1"], job["num_classes"], job["width_mult"], 0.2, cuts))
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
     gen = torch.Generator(device=device).manual_seed(0)
     x = torch.randint(0, 256, (batch * 4, res, res, 3), dtype=torch.uint8, device=device)
     y = torch.randint(0, job["num_classes"], (batch * 4,), device=device)
-    autocast = autocast_for(device, job["precision"] == "bf16")
 
     def step(i: int) -> None:
         sl = slice((i % 4) * batch, (i % 4 + 1) * batch)
-        train_step(model, opt, model_input(x[sl], device, res, True, gen, job["channels_last"]), y[sl], autocast)
+        train_step(model, opt, model_input(x[sl], device, res, True, gen, job["channels_last"]), y[sl], execution, scaler=scaler)
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+    sync = execution.synchronize
 
     for i in range(5):
         step(i)
@@ -207,7 +205,7 @@ def worker(job: dict) -> dict:
         import platform
 
         peak, total, name = memory_kb("VmHWM") / 1024, None, platform.processor() or platform.machine()
-    return {"images_per_s": steps * batch / elapsed, "steps": steps, "seconds": elapsed, "peak_mb": peak, "total_mb": total, "device_name": name}
+    return {"precision": execution.precision, "images_per_s": steps * batch / elapsed, "steps": steps, "seconds": elapsed, "peak_mb": peak, "total_mb": total, "device_name": name}
 
 
 def main() -> None:
