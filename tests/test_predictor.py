@@ -179,7 +179,7 @@ def test_layer_times_inside_models_come_from_profiles(built):
     device, cache = json.loads(out.read_text())["device"]["hash"], MeasurementCache(out.parent / "cache.sqlite")
     try:
         for arch in profiled:
-            key = f"profile:{RESOLUTION}:{CLASSES}:{json.dumps(arch.to_dict(), sort_keys=True)}"
+            key = f"profile:{RESOLUTION}:{CLASSES}:{arch.canonical()}"
             times = cache.get(device, key)["layers_ms"]
             assert len(times) == len(arch_layers(arch, RESOLUTION, CLASSES)) and min(times) > 0, times
     finally:

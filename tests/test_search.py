@@ -346,7 +346,7 @@ def test_config_errors_name_the_field(tmp_path):
         parse_config({k: v for k, v in base.items() if k != "max_trials"})
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
-    for field, bad in (("width_mult", 9), ("precision", "fp16"), ("momentum", 1.5)):  # the recipe's own bounds (mnas.recipe)
+    for field, bad in (("width_mult", 9), ("precision", "fp8"), ("momentum", 1.5)):  # the recipe's own bounds (mnas.recipe)
         with pytest.raises(ConfigError, match=f"proxy.{field}"):
             parse_config({**base, "proxy": {**base["proxy"], field: bad}})
     assert parse_config(base).failure_budget() == 2  # a third of max_trials by default
