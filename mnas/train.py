@@ -49,17 +49,15 @@ def train_step(model: torch.nn.Module, optimizer, x: torch.Tensor, y: torch.Tens
                label_smoothing: float = 0.0, scaler=None) -> torch.Tensor:
     """One optimiser step; returns the detached loss. search.trials.tuning times this same step.
 
-    ``scaler``: the training's ``execution.grad_scaler()`` (fp16 scales the loss; otherwise it passes through)."""
+    ``scaler``: the training's ``execution.grad_scaler()``, kept across steps (fp16 scales the loss;
+    a disabled scaler, as bf16 and fp32 get, passes the loss and the step through unchanged)."""
+    scaler = execution.grad_scaler() if scaler is None else scaler
     with execution.autocast():
         loss = F.cross_entropy(model(x).float(), y, label_smoothing=label_smoothing)
     optimizer.zero_grad(set_to_none=True)
-    if scaler is not None and scaler.is_enabled():
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        loss.backward()
-        optimizer.step()
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
     return loss.detach()
 
 

@@ -42,12 +42,13 @@ def doctor_cmd(
                 style = {"pass": "green", "fail": "red"}.get(check.status, "dim")
                 console.print(f"  [{style}]{check.status:<8}[/] {check.name:<50} {check.seconds:6.1f} s  {check.reason}", soft_wrap=True,
                               highlight=False)
-    failed = [c for c in report["checks"] if c["status"] == FAIL] + [s for s in report["services"] if not s["ok"]]
+    failed_checks = [c for c in report["checks"] if c["status"] == FAIL]
+    failed = failed_checks + [s for s in report["services"] if not s["ok"]]
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
         ran = sum(c["status"] != "not run" for c in report["checks"])
-        console.print(f"\n{ran - len([c for c in report['checks'] if c['status'] == FAIL])} of {ran} checks passed; "
+        console.print(f"\n{ran - len(failed_checks)} of {ran} checks passed; "
                       f"{len(report['checks']) - ran} not run on this machine" + (f"; {len(failed)} problem(s)" if failed else ""))
     if failed:
         raise typer.Exit(1)
